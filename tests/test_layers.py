@@ -1,0 +1,89 @@
+"""Every layer's backward against centred finite differences, float64, over
+shapes and values drawn by hypothesis (batch size 1 included)."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from conftest import BACKENDS, make, put
+from tinyvae import layers
+from tinyvae.gradcheck import check_backward, max_error
+
+TOL = 1e-6
+
+
+def values(lo=-3.0, hi=3.0):
+    """Floats in [lo, hi]; magnitudes below 1e-3 become exactly 0.
+
+    A value like 1e-120 gives a true gradient far below what a finite
+    difference can resolve (about macheps * |f| / h), so the check would
+    compare 1e-120 with 0 and report a relative error of 1.
+    """
+    return st.floats(lo, hi, allow_nan=False).map(lambda v: 0.0 if abs(v) < 1e-3 else v)
+
+
+def matrices(rows, cols, lo=-3.0, hi=3.0, away_from_zero=0.0):
+    elements = values(lo, hi)
+    if away_from_zero:
+        # Keep clear of a kink (ReLU at 0), where a finite difference straddles it.
+        elements = elements.filter(lambda v: abs(v) > away_from_zero)
+    return arrays(np.float64, (rows, cols), elements=elements)
+
+
+dims = st.integers(1, 5)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@given(data=st.data(), n=dims, d=dims, h=dims)
+def test_affine_backward(name, data, n, d, h):
+    be = make(name)
+    x = put(be, data.draw(matrices(n, d)))
+    W = put(be, data.draw(matrices(d, h)))
+    b = put(be, data.draw(arrays(np.float64, (h,), elements=values())))
+    errors = check_backward(layers.affine_forward, layers.affine_backward, [x, W, b])
+    assert max_error(errors) < TOL, errors
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_affine_backward_skips_dx_for_data(name):
+    be = make(name)
+    x, W, b = put(be, np.ones((2, 3))), put(be, np.ones((3, 4))), put(be, np.zeros(4))
+    y, cache = layers.affine_forward(x, W, b)
+    dx, dW, db = layers.affine_backward(y, cache, need_dx=False)
+    assert dx is None and dW.shape == (3, 4) and db.shape == (4,)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("act", sorted(layers.ACTIVATIONS))
+@given(data=st.data(), n=dims, d=dims)
+def test_activation_backward(name, act, data, n, d):
+    be = make(name)
+    kink = 1e-3 if "relu" in act else 0.0
+    # On [-4, 4] every slope is >= 1e-3 (tanh'(4) = 1.3e-3), well above the
+    # finite difference's rounding floor of about 1e-16 * |f| / h = 1e-10.
+    # Saturation far out is checked separately (finite, exact limits).
+    x = put(be, data.draw(matrices(n, d, -4.0, 4.0, away_from_zero=kink)))
+    forward, backward = layers.ACTIVATIONS[act]
+    errors = check_backward(forward, backward, [x])
+    assert max_error(errors) < TOL, (act, errors)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_sigmoid_and_softplus_are_finite_at_extreme_inputs(name):
+    be = make(name, dtype="float32")
+    a = be.asarray(np.array([-1e4, -100.0, 0.0, 100.0, 1e4], dtype=np.float32))
+    s = be.to_numpy(layers.sigmoid(a))
+    sp = be.to_numpy(layers.softplus(a))
+    assert np.all(np.isfinite(s)) and np.all(np.isfinite(sp))
+    np.testing.assert_allclose(s, [0.0, 3.7200760e-44, 0.5, 1.0, 1.0], atol=1e-30)
+    np.testing.assert_allclose(sp, [0.0, 3.7200760e-44, np.log(2.0), 100.0, 1e4], rtol=1e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_relu_backward_blocks_negative_inputs(name):
+    be = make(name)
+    x = put(be, [[-1.0, 2.0, -3.0, 4.0]])
+    y, cache = layers.relu_forward(x)
+    dx = layers.relu_backward(put(be, [[10.0, 20.0, 30.0, 40.0]]), cache)
+    np.testing.assert_array_equal(be.to_numpy(dx), [[0.0, 20.0, 0.0, 40.0]])

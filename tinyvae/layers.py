@@ -1,0 +1,128 @@
+"""Dense layers and activations as forward/backward pairs.
+
+Every pair follows one contract:
+
+    out, cache = thing_forward(inputs...)
+    dinputs... = thing_backward(dout, cache)
+
+`dout` is dL/dout for whatever scalar loss L sits downstream, and each
+backward returns dL/d(input) for the forward's inputs, in the same order.
+Derivations: docs/gradients.md.
+"""
+from __future__ import annotations
+
+from .backend import namespace_of
+
+
+def affine_forward(x, W, b):
+    """Dense layer: y = x W + b.
+
+    Shapes: x (N, D), W (D, H), b (H,) -> y (N, H).
+    Derivation: docs/gradients.md#affine
+    """
+    return x @ W + b, (x, W)
+
+
+def affine_backward(dy, cache, need_dx=True):
+    """Gradients of the dense layer: dx = dy W^T, dW = x^T dy, db = sum_n dy.
+
+    Shapes: dy (N, H) -> dx (N, D) (None when `need_dx` is False: the first
+    layer's input is data and needs no gradient), dW (D, H), db (H,).
+    Derivation: docs/gradients.md#affine
+    """
+    x, W = cache
+    xp = namespace_of(dy)
+    dx = dy @ W.T if need_dx else None  # (N, H) @ (H, D) -> (N, D)
+    dW = x.T @ dy                       # (D, N) @ (N, H) -> (D, H)
+    db = xp.sum(dy, axis=0)             # (H,)
+    return dx, dW, db
+
+
+def relu_forward(x):
+    """ReLU: y = max(x, 0). Shapes: x (...) -> y (...). docs/gradients.md#relu"""
+    xp = namespace_of(x)
+    y = xp.maximum(x, 0.0)
+    return y, y
+
+
+def relu_backward(dy, cache):
+    """dx = dy * [x > 0]; the cache is y, and y > 0 exactly where x > 0. docs/gradients.md#relu"""
+    y = cache
+    xp = namespace_of(dy)
+    return xp.where(y > 0, dy, 0.0)
+
+
+def leaky_relu_forward(x, slope=0.01):
+    """Leaky ReLU: y = x if x > 0 else slope * x. docs/gradients.md#leaky-relu"""
+    xp = namespace_of(x)
+    return xp.where(x > 0, x, slope * x), (x, slope)
+
+
+def leaky_relu_backward(dy, cache):
+    """dx = dy if x > 0 else slope * dy. docs/gradients.md#leaky-relu"""
+    x, slope = cache
+    xp = namespace_of(dy)
+    return xp.where(x > 0, dy, slope * dy)
+
+
+def tanh_forward(x):
+    """y = tanh(x). docs/gradients.md#tanh"""
+    xp = namespace_of(x)
+    y = xp.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, cache):
+    """dx = dy * (1 - y^2), with y = tanh(x). docs/gradients.md#tanh"""
+    y = cache
+    return dy * (1.0 - y * y)
+
+
+def sigmoid(x):
+    """sigma(x) = 1 / (1 + e^-x), computed without overflow for any x.
+
+    For x >= 0 use 1 / (1 + e^-x); for x < 0 the same value as e^x / (1 + e^x).
+    Both only ever exponentiate -|x| <= 0, so nothing overflows.
+    """
+    xp = namespace_of(x)
+    e = xp.exp(-xp.abs(x))  # in (0, 1]
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_forward(x):
+    """y = sigma(x). docs/gradients.md#sigmoid"""
+    y = sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(dy, cache):
+    """dx = dy * y * (1 - y), with y = sigma(x). docs/gradients.md#sigmoid"""
+    y = cache
+    return dy * y * (1.0 - y)
+
+
+def softplus(x):
+    """softplus(x) = log(1 + e^x), computed without overflow: max(x, 0) + log1p(e^-|x|)."""
+    xp = namespace_of(x)
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def softplus_forward(x):
+    """y = log(1 + e^x). docs/gradients.md#softplus"""
+    return softplus(x), x
+
+
+def softplus_backward(dy, cache):
+    """dx = dy * sigma(x): the derivative of softplus is the sigmoid. docs/gradients.md#softplus"""
+    x = cache
+    return dy * sigmoid(x)
+
+
+# name -> (forward, backward), the activations a model can be built from.
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "softplus": (softplus_forward, softplus_backward),
+}
