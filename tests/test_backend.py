@@ -76,3 +76,15 @@ def test_normal_draws_look_standard_normal():
 
 def test_to_numpy_accepts_plain_numbers():
     assert to_numpy(3.5) == np.asarray(3.5)
+
+
+def test_stream_ids_never_alias():
+    """(seed,), (seed, 0) and (seed, 0, 0) are three different streams."""
+    be = make("numpy", seed=3)
+    draws = []
+    for stream in [(), (0,), (0, 0), (1,)]:
+        be.reseed(*stream)
+        draws.append(be.normal((4,)))
+    for i in range(len(draws)):
+        for j in range(i + 1, len(draws)):
+            assert not np.array_equal(draws[i], draws[j]), (i, j)

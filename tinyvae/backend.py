@@ -130,17 +130,20 @@ class Backend:
     def reseed(self, *stream):
         """Restart the generator on the stream named by (seed, *stream).
 
-        Training calls ``reseed(epoch)`` at the start of every epoch, so the
-        random state of a run is fully given by (seed, epoch): that is what makes
-        resuming from a checkpoint exact.
+        Every random step of training restarts on its own stream, e.g.
+        ``reseed(1, epoch)``, so the random state of a run is fully given by
+        (seed, epoch): that is what makes resuming from a checkpoint exact.
+        The stream ids are NumPy's SeedSequence spawn keys, so different ids
+        always name different streams (unlike a list seed, where trailing
+        zeros are ignored and (seed, 0) would equal (seed,)).
         """
-        key = [self.seed, *(int(s) for s in stream)]
+        seq = np.random.SeedSequence(self.seed, spawn_key=tuple(int(s) for s in stream))
         if self.name == "cupy":
-            self._rng = self._lib.random.default_rng(np.random.SeedSequence(key).generate_state(1)[0])
+            self._rng = self._lib.random.default_rng(int(seq.generate_state(1)[0]))
         else:
-            self._rng = np.random.default_rng(key)
+            self._rng = np.random.default_rng(seq)
         # Host-side generator for index shuffles (indices live on the host).
-        self._host_rng = np.random.default_rng([*key, 1])
+        self._host_rng = np.random.default_rng(seq.spawn(1)[0])
 
     def normal(self, shape):
         """Standard normal draws, shape `shape`, in `self.dtype`, on the backend."""

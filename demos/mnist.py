@@ -1,0 +1,218 @@
+"""Train the VAE on MNIST; write a checkpoint, metrics.json and pictures to --out.
+
+    python demos/mnist.py                          # the PyTorch example: 784-400-20, 10 epochs
+    python demos/mnist.py --latent-dim 2           # adds the latent manifold pictures
+    python demos/mnist.py --binarize --iw-k 5000   # the literature's log-likelihood setting
+    python demos/mnist.py --epochs 20 --resume     # continue a run from its checkpoint
+
+Per epoch it prints the train and test negative ELBO (nats per image, the test
+one split into reconstruction + KL) and the seconds the epoch took; at the end,
+the importance-weighted estimate of -log p(x) on the first --iw-images test
+images. Errors the user can fix are one line on stderr, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+try:
+    import tinyvae  # noqa: F401
+except ImportError:  # run from a checkout that was not pip-installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tqdm import tqdm
+
+from tinyvae import plots
+from tinyvae.backend import get_backend
+from tinyvae.data import load_mnist, to_unit_interval
+from tinyvae.errors import TinyVAEError
+from tinyvae.model import LIKELIHOODS, VAEConfig, decode_mean, encode
+from tinyvae.train import STREAM_PICTURES, TrainConfig, fit
+
+N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
+N_SAMPLES = 64           # prior samples, an 8 x 8 grid
+MANIFOLD_SIZES = (15, 30)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="demos/mnist.py",
+        description="Train the tinyvae VAE on MNIST. Defaults: the PyTorch example "
+                    "(784-400-20, ReLU, batch 128, Adam lr 1e-3, 10 epochs, continuous pixels).")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                   help="array library: numpy (CPU) or cupy (GPU); default %(default)s")
+    p.add_argument("--epochs", type=_int_at_least(1), default=10, metavar="N",
+                   help="train until N epochs are done, counting resumed ones; default %(default)s")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=128, metavar="B",
+                   help="default %(default)s")
+    p.add_argument("--latent-dim", type=_int_at_least(1), default=20, metavar="L",
+                   help="default %(default)s; with 2 the manifold pictures are drawn too")
+    p.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=[400], metavar="H",
+                   help="encoder hidden sizes, e.g. 400 or 512 256; the decoder mirrors them; "
+                        "default 400")
+    p.add_argument("--lr", type=_positive_float, default=1e-3,
+                   help="Adam learning rate; default %(default)s")
+    p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
+                   help="p(x|z): bernoulli (cross-entropy, pixels in [0, 1]) or gaussian "
+                        "(learned variance per pixel); default %(default)s")
+    p.add_argument("--binarize", action="store_true",
+                   help="resample training pixels as Bernoulli(x) every epoch "
+                        "(the test set is binarized once)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="default %(default)s")
+    p.add_argument("--out", type=Path, default=Path("runs/mnist"), metavar="DIR",
+                   help="output directory: checkpoint.npz, metrics.json, *.png; "
+                        "default %(default)s")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="directory holding the four MNIST IDX files; "
+                        "without it: the cache, then a download")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.npz of --out (same settings required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run even if --out already holds a checkpoint (it is replaced)")
+    p.add_argument("--iw-k", type=_int_at_least(0), default=100, metavar="K",
+                   help="importance samples per image for the -log p(x) estimate, "
+                        "0 to skip it; default %(default)s")
+    p.add_argument("--iw-images", type=_int_at_least(1), default=10000, metavar="N",
+                   help="test images (the first N) in the -log p(x) estimate; default %(default)s")
+    p.add_argument("--limit", type=_int_at_least(1), default=None, metavar="N",
+                   help="train on the first N training images only, for quick runs")
+    return p
+
+
+def configs_from_args(args):
+    """(VAEConfig, TrainConfig) from the parsed flags; the decoder mirrors the encoder."""
+    config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden),
+                       dec_hidden=tuple(reversed(args.hidden)), latent_dim=args.latent_dim,
+                       activation="relu", likelihood=args.likelihood)
+    tconfig = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          seed=args.seed, binarize=args.binarize, iw_k=args.iw_k,
+                          iw_images=args.iw_images)
+    return config, tconfig
+
+
+# ---------------------------------------------------------------------------
+# Pictures
+# ---------------------------------------------------------------------------
+
+
+def write_pictures(params, config, backend, x_test, y_test, epochs, out: Path) -> list:
+    """The PNGs: reconstructions, prior samples, loss curves, latent scatter (and manifolds).
+
+    x_test (M, 784) host float32 in [0, 1]; reconstructions decode the mean of q(z|x).
+    """
+    to_np = backend.to_numpy
+
+    def decode(z):                                        # host (M, L) -> host (M, 784)
+        return to_np(decode_mean(params, backend.asarray(z), config))
+
+    def z_mean(xb):                                       # backend (B, 784) -> host (B, L)
+        return to_np(encode(params, xb, config)[0])
+
+    written = []
+    originals = x_test[:N_RECONSTRUCTIONS]
+    recons = decode(z_mean(backend.asarray(originals)))
+    written.append(plots.reconstructions(originals, recons, out / "reconstructions.png"))
+    backend.reseed(STREAM_PICTURES)
+    z_prior = backend.normal((N_SAMPLES, config.latent_dim))          # z ~ N(0, I), (64, L)
+    written.append(plots.samples(to_np(decode_mean(params, z_prior, config)), out / "samples.png"))
+    written.append(plots.loss_curves(epochs, out / "loss_curves.png"))
+    if config.latent_dim == 2:
+        for n in MANIFOLD_SIZES:
+            written.append(plots.manifold(decode, n, out / f"manifold_{n}x{n}.png"))
+    z = z_mean(backend.asarray(x_test))                                # (M, L)
+    written.append(plots.latent_scatter(z, y_test, out / "latent_scatter.png"))
+    return [Path(p) for p in written]
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def print_epoch(record: dict):
+    """One line per epoch: train -ELBO, test -ELBO = recon + KL (nats/image), seconds."""
+    tqdm.write(f"epoch {record['epoch']:3d}  train -ELBO {record['train_neg_elbo']:8.2f}  "
+               f"test -ELBO {record['test_neg_elbo']:8.2f} = {record['test_recon']:7.2f} recon "
+               f"+ {record['test_kl']:6.2f} KL  (nats/image)  {record['seconds']:6.1f} s")
+
+
+def run(args) -> int:
+    config, tconfig = configs_from_args(args)
+    backend = get_backend(args.backend, seed=args.seed)   # fails fast, before any data is read
+    mnist = load_mnist(data_dir=args.data_dir)
+    x_train = to_unit_interval(mnist.x_train[:args.limit])
+    x_test = to_unit_interval(mnist.x_test)
+    print(f"tinyvae on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
+          f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, "
+          f"{config.likelihood}{', binarized' if tconfig.binarize else ''}, "
+          f"backend {backend.name}, out {args.out}", flush=True)
+    result = fit(x_train, x_test, config, tconfig, backend, args.out, resume=args.resume,
+                 overwrite=args.overwrite, on_epoch=print_epoch)
+    m = result.metrics
+    if not m["epochs"]:
+        return 0
+    print(f"test -ELBO {m['test_neg_elbo']:.2f} nats/image "
+          f"(recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})")
+    if "test_iw_nll" in m:
+        print(f"test -log p(x) ~= {m['test_iw_nll']:.2f} nats/image "
+              f"(importance-weighted, k={m['iw_k']}, first {m['iw_images']} test images)")
+    pictures = write_pictures(result.params, config, backend, x_test, mnist.y_test,
+                              m["epochs"], Path(args.out))
+    print(f"wrote {args.out}/: checkpoint.npz, metrics.json, "
+          + ", ".join(p.name for p in pictures))
+    return 0
+
+
+def main(argv=None) -> int:
+    """The command line: parse flags, train, report. Returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except TinyVAEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: finished epochs are saved in {args.out}/checkpoint.npz; "
+              "continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

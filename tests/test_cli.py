@@ -1,0 +1,195 @@
+"""The command line, demos/mnist.py: --help, one-line errors with exit status 2,
+resume, and one short run on real MNIST (the CI smoke run).
+
+Most tests call main(argv) in-process on a small synthetic MNIST; the ones
+about how the script starts (--help, --backend cupy) and the real-data run use
+a subprocess, as a user would.
+"""
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyvae.backend import get_backend
+from tinyvae.data import MNIST
+from tinyvae.errors import BackendError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "demos" / "mnist.py"
+PICTURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png")
+
+
+def load_demo():
+    spec = importlib.util.spec_from_file_location("mnist_demo", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = load_demo()
+
+
+def cli(*args, timeout=120):
+    """Run the script as a user would, from the repository root."""
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line(text):
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines!r}"
+    return lines[0]
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch):
+    """main() trains on 200 + 100 random "digits" instead of loading MNIST."""
+    rng = np.random.default_rng(0)
+    d = MNIST(rng.integers(0, 256, (200, 784), dtype=np.uint8), np.arange(200) % 10,
+              rng.integers(0, 256, (100, 784), dtype=np.uint8), np.arange(100) % 10)
+    monkeypatch.setattr(demo, "load_mnist", lambda data_dir=None, **kw: d)
+    return d
+
+
+SMALL = ["--hidden", "16", "--batch-size", "50", "--iw-k", "3", "--iw-images", "20"]
+
+
+# ---- how the script starts ---------------------------------------------------------
+
+
+def test_help_lists_every_flag():
+    run = cli("--help")
+    assert run.returncode == 0, run.stderr
+    for flag in ("--backend", "--epochs", "--batch-size", "--latent-dim", "--hidden", "--lr",
+                 "--likelihood", "--binarize", "--seed", "--out", "--data-dir", "--resume",
+                 "--iw-k", "--iw-images", "--limit"):
+        assert flag in run.stdout
+
+
+def test_defaults_are_the_pytorch_example():
+    config, tconfig = demo.configs_from_args(demo.build_parser().parse_args([]))
+    assert (config.input_dim, config.enc_hidden, config.dec_hidden, config.latent_dim) == (
+        784, (400,), (400,), 20)
+    assert (config.activation, config.likelihood) == ("relu", "bernoulli")
+    assert (tconfig.batch_size, tconfig.lr, tconfig.epochs, tconfig.binarize) == (128, 1e-3, 10, False)
+
+
+def test_hidden_sizes_are_mirrored_in_the_decoder():
+    config, _ = demo.configs_from_args(demo.build_parser().parse_args(["--hidden", "512", "256"]))
+    assert config.enc_hidden == (512, 256) and config.dec_hidden == (256, 512)
+
+
+def _cupy_works():
+    try:
+        get_backend("cupy")
+    except BackendError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_cupy_works(), reason="CuPy and a GPU are here, so --backend cupy works")
+def test_backend_cupy_without_cupy_is_one_line_and_status_2(tmp_path):
+    run = cli("--backend", "cupy", "--out", tmp_path)
+    assert run.returncode == 2
+    line = one_line(run.stderr)
+    assert line.startswith("error: ") and "pip install cupy" in line
+    assert not list(tmp_path.iterdir())  # stopped before any data or files
+
+
+# ---- one-line errors, in-process -----------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["--latent-dim", "0"], ["--likelihood", "foo"], ["--epochs", "ten"], ["--lr", "-1"],
+    ["--lr", "nan"], ["--batch-size", "0"], ["--backend", "tpu"], ["--hidden"], ["--iw-k", "-1"],
+    ["--no-such-flag"],
+])
+def test_bad_flag_is_one_line_and_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(argv)
+    assert e.value.code == 2
+    assert one_line(capsys.readouterr().err).startswith("error: ")
+
+
+def test_resume_with_another_latent_dim_is_one_line_and_status_2(tmp_path, tiny_mnist, capsys):
+    assert demo.main([*SMALL, "--epochs", "1", "--latent-dim", "2", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert demo.main([*SMALL, "--epochs", "2", "--latent-dim", "3", "--resume",
+                      "--out", str(tmp_path)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and "latent_dim" in line and "--out" in line
+
+
+def test_a_second_run_into_the_same_out_is_one_line_and_status_2(tmp_path, tiny_mnist, capsys):
+    args = [*SMALL, "--epochs", "1", "--out", str(tmp_path)]
+    assert demo.main(args) == 0
+    capsys.readouterr()
+    assert demo.main(args) == 2
+    assert "--overwrite" in one_line(capsys.readouterr().err)
+    assert demo.main(args + ["--overwrite"]) == 0
+
+
+def test_resume_without_a_checkpoint_is_one_line_and_status_2(tmp_path, tiny_mnist, capsys):
+    assert demo.main([*SMALL, "--resume", "--out", str(tmp_path)]) == 2
+    assert "no checkpoint" in one_line(capsys.readouterr().err)
+
+
+def test_ctrl_c_is_a_clean_message_and_status_130(tmp_path, tiny_mnist, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "fit", interrupted)
+    assert demo.main([*SMALL, "--out", str(tmp_path)]) == 130
+    assert "--resume" in one_line(capsys.readouterr().err)
+
+
+# ---- a whole run, in-process on tiny data -------------------------------------------
+
+
+def test_run_then_resume_writes_everything(tmp_path, tiny_mnist, capsys):
+    """2-D latent: every picture, the manifolds too; resume adds the next epoch."""
+    argv = [*SMALL, "--latent-dim", "2", "--binarize", "--limit", "150", "--out", str(tmp_path)]
+    assert demo.main([*argv, "--epochs", "1"]) == 0
+    assert demo.main([*argv, "--epochs", "2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch   1" in out and "epoch   2" in out and "recon +" in out and "-log p(x)" in out
+    for name in (*PICTURES, "manifold_15x15.png", "manifold_30x30.png", "checkpoint.npz"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert [e["epoch"] for e in m["epochs"]] == [1, 2]
+    assert m["data"] == {"n_train": 150, "n_test": 100}
+    assert m["train_config"]["binarize"] is True and m["iw_k"] == 3
+
+
+# ---- real MNIST ---------------------------------------------------------------------
+
+
+def test_smoke_run_on_real_mnist(tmp_path):
+    """The CI smoke run: 2,000 training images, one epoch, a small IW estimate."""
+    out = tmp_path / "run"
+    run = cli("--limit", 2000, "--epochs", 1, "--iw-k", 5, "--iw-images", 200, "--out", out,
+              timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for name in (*PICTURES, "checkpoint.npz", "metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["backend"] == "numpy" and m["data"] == {"n_train": 2000, "n_test": 10000}
+    assert math.isfinite(m["test_neg_elbo"]) and m["test_neg_elbo"] < 250
+    assert math.isfinite(m["test_iw_nll"]) and m["iw_k"] == 5
+    assert m["test_iw_nll"] < m["test_neg_elbo"] + 1.0
+
+
+@pytest.mark.slow
+def test_ten_epochs_match_the_pytorch_example(tmp_path):
+    """The full default run (784-400-20, 10 epochs): test -ELBO <= 106.5 nats, as PyTorch's."""
+    run = cli("--out", tmp_path, timeout=3600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(m["epochs"]) == 10
+    assert m["test_neg_elbo"] <= 106.5
+    assert m["test_iw_nll"] < m["test_neg_elbo"]
