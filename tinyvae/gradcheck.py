@@ -47,7 +47,7 @@ def rel_error(analytic, numeric, floor=1e-3) -> float:
     the finite difference still returns rounding noise (~1e-13 to 1e-10), and
     a pure ratio would read 1. Below the floor the error is absolute noise
     divided by the floor, which a gradient that is really wrong by more than
-    ~1e-9 still fails.
+    ~1e-9 still fails. More on reading it: docs/gradcheck.md#reading-rel_error
     """
     a = np.asarray(to_numpy(analytic), dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)

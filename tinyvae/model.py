@@ -126,7 +126,8 @@ def check_batch(x, params, config: VAEConfig, eps=None, check_values=True):
 
     Shape and dtype checks read only metadata. The value checks (NaN/inf, and
     pixels in [0, 1] for the Bernoulli likelihood) read the data, which on a GPU
-    waits for it: training checks the whole data set once and then skips them.
+    waits for it: training checks the whole data set once and then skips them
+    (docs/backend.md#pitfall-2-host-synchronisation).
     """
     dtype = params["enc.0.W"].dtype
     shape = tuple(getattr(x, "shape", ()))
@@ -186,6 +187,7 @@ def mlp_backward(dout, caches, prefix, activation, grads, need_dx=True):
     """Undo `mlp_forward` layer by layer, last layer first; fills grads[prefix.i.W/b].
 
     Shapes: dout (N, sizes[-1]) -> dh (N, sizes[0]) (None when need_dx is False).
+    Derivation: docs/gradients.md#the-dense-stack
     """
     _, act_backward = ACTIVATIONS[activation]
     dh = dout
