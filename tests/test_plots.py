@@ -1,0 +1,184 @@
+"""Tests for tinyvae.plots: each picture is a real PNG of a sensible size, written atomically."""
+import os
+import subprocess
+import sys
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from tinyvae import plots
+from tinyvae.errors import InputError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def digits(n, seed=0):
+    """n synthetic flat 'digits' in [0, 1], shape (n, 784)."""
+    return np.random.default_rng(seed).uniform(0, 1, (n, 784))
+
+
+def png_size(path):
+    """Check `path` is a PNG file and return its (width, height) in pixels."""
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    height, width = imread(path).shape[:2]
+    return width, height
+
+
+def only_file(directory):
+    """The single file in `directory`: no temporary file may be left beside it."""
+    names = os.listdir(directory)
+    assert len(names) == 1, names
+    return directory / names[0]
+
+
+# tile_images ---------------------------------------------------------------
+
+def test_tile_images_puts_image_k_in_its_block():
+    nrows, ncols, side = 2, 3, 4
+    images = np.arange(5)[:, None] * np.ones((1, side * side))  # image k is all k
+    images[1, 0] = 10.0                                         # mark a corner of image 1
+    grid = plots.tile_images(images, nrows, ncols, side=side)
+    assert grid.shape == (nrows * side, ncols * side)
+    for k in range(5):
+        r, c = divmod(k, ncols)
+        block = grid[r * side:(r + 1) * side, c * side:(c + 1) * side]
+        np.testing.assert_array_equal(block, images[k].reshape(side, side))
+    np.testing.assert_array_equal(grid[side:, 2 * side:], 0.0)  # the sixth cell is empty
+    assert grid[0, side] == 10.0                                # top-left pixel of image 1
+
+
+def test_tile_images_rejects_too_many_images():
+    with pytest.raises(InputError):
+        plots.tile_images(digits(7), 2, 3)
+
+
+# principal_components -----------------------------------------------------
+
+def test_principal_components_finds_the_line_the_data_lies_on():
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=500)
+    direction = np.array([1.0, -2.0, 0.5, 3.0, 0.0])
+    z = 4.0 + t[:, None] * direction + 1e-6 * rng.normal(size=(500, 5))  # (500, 5) on a line
+    pcs = plots.principal_components(z, k=2)
+    assert pcs.shape == (500, 2)
+    # PC 1 is t up to sign and the length of `direction`; PC 2 is only the noise.
+    np.testing.assert_allclose(np.abs(pcs[:, 0]), np.abs(t - t.mean()) * np.linalg.norm(direction),
+                               rtol=1e-4, atol=1e-4)
+    assert pcs[:, 1].std() < 1e-5
+
+
+def test_principal_components_are_centred_and_ordered_by_variance():
+    z = np.random.default_rng(2).normal(size=(400, 4)) * np.array([0.5, 3.0, 1.0, 0.1])
+    pcs = plots.principal_components(z, k=3)
+    np.testing.assert_allclose(pcs.mean(axis=0), 0.0, atol=1e-12)
+    variances = pcs.var(axis=0)
+    assert variances[0] > variances[1] > variances[2]
+
+
+# the pictures --------------------------------------------------------------
+
+def test_reconstructions(tmp_path):
+    path = tmp_path / "recon.png"
+    assert plots.reconstructions(digits(12), digits(12, seed=1), path, n=10) == path
+    width, height = png_size(only_file(tmp_path))
+    assert width >= 10 * 28 and width > 2.5 * height  # one wide strip of two rows
+
+
+def test_reconstructions_rejects_mismatched_shapes(tmp_path):
+    with pytest.raises(InputError):
+        plots.reconstructions(digits(5), digits(4), tmp_path / "r.png")
+
+
+def test_samples_grid(tmp_path):
+    path = plots.samples(digits(20), tmp_path / "samples.png", ncols=8)  # 3 rows, last part empty
+    width, height = png_size(path)
+    assert width >= 8 * 28 and height >= 3 * 28
+    assert width > height
+
+
+@pytest.mark.parametrize("n_epochs", [1, 5])
+def test_loss_curves(tmp_path, n_epochs):
+    history = [{"train_neg_elbo": 200.0 - 10 * k, "test_neg_elbo": 205.0 - 9 * k,
+                "test_recon": 180.0 - 10 * k, "test_kl": 25.0 + k} for k in range(n_epochs)]
+    path = plots.loss_curves(history, tmp_path / "loss.png")
+    assert png_size(path) == (10 * plots.DPI, 4 * plots.DPI)
+
+
+def test_loss_curves_rejects_empty_history(tmp_path):
+    with pytest.raises(InputError):
+        plots.loss_curves([], tmp_path / "loss.png")
+
+
+@pytest.mark.parametrize("n", [3, 15])
+def test_manifold_decodes_the_inverse_cdf_grid(tmp_path, n):
+    seen = []
+
+    def decode(z):
+        seen.append(z.copy())
+        return np.full((len(z), 784), 0.5)
+
+    path = plots.manifold(decode, n, tmp_path / "manifold.png")
+    (z,) = seen  # decoded in one call
+    assert z.shape == (n * n, 2)
+    zs = np.array([NormalDist().inv_cdf((i + 0.5) / n) for i in range(n)])
+    np.testing.assert_allclose(np.unique(z[:, 0]), zs)
+    np.testing.assert_allclose(zs, -zs[::-1], atol=1e-12)  # symmetric about 0
+    # Row by row: z1 increases along the top row, z2 is largest there and falls row by row.
+    rows = z.reshape(n, n, 2)
+    assert np.all(np.diff(rows[0, :, 0]) > 0)
+    np.testing.assert_allclose(rows[0, :, 1], zs[-1])
+    assert np.all(np.diff(rows[:, 0, 1]) < 0)
+    width, height = png_size(path)
+    assert width >= 28 * n and height >= 28 * n  # every decoded pixel is at least one PNG pixel
+
+
+@pytest.mark.parametrize("latent", [1, 2, 5])
+def test_latent_scatter(tmp_path, latent):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 300)
+    z_mean = rng.normal(size=(300, latent)) + labels[:, None]
+    path = plots.latent_scatter(z_mean, labels, tmp_path / "latent.png")
+    assert png_size(path) == (640, 520)
+
+
+def test_latent_scatter_rejects_mismatched_labels(tmp_path):
+    with pytest.raises(InputError):
+        plots.latent_scatter(np.zeros((10, 2)), np.zeros(9, dtype=int), tmp_path / "l.png")
+
+
+# atomic writes and global state -------------------------------------------
+
+def refuse_replace(src, dst):
+    """Stands in for os.replace: the last step of the save fails."""
+    raise OSError("disk full")
+
+
+def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "samples.png"
+    monkeypatch.setattr(os, "replace", refuse_replace)
+    with pytest.raises(OSError, match="disk full"):
+        plots.samples(digits(4), path)
+    assert os.listdir(tmp_path) == []  # neither the PNG nor its temporary file
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "samples.png"
+    path.write_bytes(b"old picture")
+    monkeypatch.setattr(os, "replace", refuse_replace)
+    with pytest.raises(OSError, match="disk full"):
+        plots.samples(digits(4), path)
+    assert path.read_bytes() == b"old picture"
+    assert os.listdir(tmp_path) == ["samples.png"]
+
+
+def test_plots_never_import_pyplot():
+    code = ("import sys, numpy as np, tempfile, os\n"
+            "from tinyvae import plots\n"
+            "d = tempfile.mkdtemp()\n"
+            "plots.samples(np.zeros((4, 784)), os.path.join(d, 's.png'))\n"
+            "assert 'matplotlib.pyplot' not in sys.modules\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)

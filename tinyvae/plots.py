@@ -1,0 +1,228 @@
+"""Pictures of a trained VAE, saved as PNG files.
+
+Every function takes plain NumPy arrays (convert from the backend first, with
+`to_numpy`), draws one figure, writes it to `path` atomically and returns `path`:
+
+    reconstructions(x_test, x_recon, "recon.png")   # digits above their reconstructions
+    samples(decoded, "samples.png")                  # a grid of digits decoded from p(z)
+    loss_curves(history, "loss.png")                 # negative ELBO per epoch, nats per image
+    manifold(decode, 15, "manifold.png")             # a 2-D latent space, decoded on a grid
+    latent_scatter(z_mean, y_test, "latent.png")     # test digits in latent space, by label
+
+Figures are built from `matplotlib.figure.Figure` with the Agg canvas, never
+through pyplot, so nothing here touches global plotting state or needs a display.
+Digits are drawn dark on light ("gray_r"), pixel values 0 (paper) .. 1 (ink).
+"""
+from __future__ import annotations
+
+import os
+from statistics import NormalDist
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .errors import InputError
+
+DPI = 100           # pixels per inch of every saved PNG
+SIDE = 28           # an MNIST digit is SIDE x SIDE pixels
+DIGIT_CMAP = "gray_r"
+GRID_PIXELS = 840   # image grids are magnified by a whole factor to about this many pixels
+
+
+def tile_images(images, nrows, ncols, side=SIDE):
+    """Lay flat images out row by row in one picture; empty cells stay 0.
+
+    images (N, side*side) with N <= nrows*ncols -> (nrows*side, ncols*side).
+    Image k fills the block at row k // ncols, column k % ncols.
+    """
+    images = np.asarray(images, dtype=np.float64).reshape(-1, side, side)  # (N, side, side)
+    if len(images) > nrows * ncols:
+        raise InputError(f"{len(images)} images do not fit a {nrows}x{ncols} grid; "
+                         "pass a bigger grid or fewer images")
+    grid = np.zeros((nrows * ncols, side, side))
+    grid[:len(images)] = images
+    grid = grid.reshape(nrows, ncols, side, side).transpose(0, 2, 1, 3)  # (rows, side, cols, side)
+    return grid.reshape(nrows * side, ncols * side)
+
+
+def principal_components(z, k=2):
+    """Project points onto their first k principal components (SVD of the centred data).
+
+    z (N, L) -> (N, k); column j is the coordinate along the j-th direction of
+    greatest variance, so column 0 has the largest variance.
+    """
+    centred = z - z.mean(axis=0)                           # (N, L)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # rows of vt: directions, (L, L)
+    return centred @ vt[:k].T                               # (N, L) @ (L, k) -> (N, k)
+
+
+def _save(fig, path):
+    """Write `fig` as a PNG to `path` atomically: a temporary file, then os.replace.
+
+    A failure mid-write leaves the old file (or none), never half a PNG.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")  # same directory: replace is atomic
+    try:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format="png", dpi=DPI)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # still there only if something failed
+            os.remove(tmp)
+    return path
+
+
+def _new_figure(width, height, **kwargs):
+    """A Figure of width x height inches on its own Agg canvas (no pyplot, no display)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _grid_figure(grid, title):
+    """A figure showing an image grid crisply: each pixel magnified by a whole factor.
+
+    The axes are placed by hand so that no resampling blurs the digits;
+    the margins (inches) leave room for tick labels and the title.
+    """
+    h, w = grid.shape
+    scale = max(1, GRID_PIXELS // max(h, w))
+    img_w, img_h = w * scale / DPI, h * scale / DPI       # inches
+    left, right, bottom, top = 0.8, 0.3, 0.6, 0.5          # inches
+    fig_w, fig_h = img_w + left + right, img_h + bottom + top
+    fig = _new_figure(fig_w, fig_h)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
+    ax.imshow(grid, cmap=DIGIT_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig, ax
+
+
+def reconstructions(originals, recons, path, n=10):
+    """Save the first n test digits (top row) above their reconstructions (bottom row).
+
+    originals, recons (N, 784) in [0, 1].
+    """
+    if np.shape(originals) != np.shape(recons):
+        raise InputError(f"originals {np.shape(originals)} and recons {np.shape(recons)} "
+                         "differ in shape; pass the reconstructions of these digits")
+    n = min(n, len(originals))
+    grid = tile_images(np.concatenate([originals[:n], recons[:n]]), 2, n)  # (2*28, n*28)
+    fig, ax = _grid_figure(grid, "Test digits (top) and reconstructions (bottom)")
+    ax.set_yticks([SIDE / 2, 3 * SIDE / 2], ["test", "recon."])
+    return _save(fig, path)
+
+
+def samples(images, path, ncols=8):
+    """Save a grid of digits decoded from prior samples z ~ N(0, I), ncols per row.
+
+    images (N, 784) in [0, 1].
+    """
+    nrows = -(-len(images) // ncols)  # ceiling division
+    fig, _ = _grid_figure(tile_images(images, nrows, ncols), "Samples from the prior")
+    return _save(fig, path)
+
+
+def loss_curves(epochs, path):
+    """Save two panels per epoch: (a) train and test negative ELBO, (b) its test parts.
+
+    epochs: one dict per epoch (epoch k+1 at index k) with keys train_neg_elbo,
+    test_neg_elbo, test_recon, test_kl, each in nats per image.
+    """
+    if not epochs:
+        raise InputError("loss_curves needs at least one epoch of history")
+    x = np.arange(1, len(epochs) + 1)
+    fig = _new_figure(10, 4, layout="constrained")
+    ax_elbo, ax_parts = fig.subplots(1, 2)
+    curves = [(ax_elbo, "train_neg_elbo", "train"), (ax_elbo, "test_neg_elbo", "test"),
+              (ax_parts, "test_recon", "reconstruction  -E_q[log p(x|z)]"),
+              (ax_parts, "test_kl", "KL(q(z|x) || p(z))")]
+    for ax, key, label in curves:
+        ax.plot(x, [e[key] for e in epochs], marker="o", markersize=4, label=label)
+    ax_elbo.set_title("(a) negative ELBO")
+    ax_parts.set_title("(b) test negative ELBO = reconstruction + KL")
+    for ax in (ax_elbo, ax_parts):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per image")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def latent_grid(n):
+    """The n values of one latent coordinate: Gaussian quantiles at (i + 0.5) / n.
+
+    -> (n,) increasing and symmetric about 0; each value is the middle of a
+    slice of the prior N(0, 1) holding probability 1/n.
+    """
+    return np.array([NormalDist().inv_cdf((i + 0.5) / n) for i in range(n)])
+
+
+def manifold(decode_fn, n, path):
+    """Save the digits decoded on an n x n grid of a 2-D latent space, as one image.
+
+    decode_fn: (M, 2) -> (M, 784) in [0, 1]. Column j has z1 = latent_grid(n)[j]
+    (increasing to the right); row i has z2 = latent_grid(n)[n-1-i] (increasing upwards).
+    """
+    zs = latent_grid(n)                               # (n,)
+    z1, z2 = np.meshgrid(zs, zs[::-1])                # (n, n) each; row 0 is the top row
+    z = np.stack([z1.ravel(), z2.ravel()], axis=1)    # (n*n, 2), row by row
+    decoded = np.asarray(decode_fn(z))                # (n*n, 784)
+    fig, ax = _grid_figure(tile_images(decoded, n, n), "Decoder output over the latent plane")
+    ticks = np.unique(np.linspace(0, n - 1, 5).round().astype(int))  # a few tiles per axis
+    centres = ticks * SIDE + (SIDE - 1) / 2           # pixel centre of each tile
+    ax.set_xticks(centres, [f"{zs[j]:.1f}" for j in ticks])
+    ax.set_yticks(centres, [f"{zs[n - 1 - i]:.1f}" for i in ticks])
+    ax.set_xlabel("z1 (Gaussian quantiles of an even grid)")
+    ax.set_ylabel("z2")
+    return _save(fig, path)
+
+
+def _scatter_coordinates(z_mean):
+    """Two coordinates to plot per point, and their axis labels.
+
+    z_mean (N, L) -> x (N,), y (N,), xlabel, ylabel. L == 2: z itself;
+    L > 2: the first two principal components; L == 1: z against random jitter.
+    """
+    latent = z_mean.shape[1]
+    if latent == 1:
+        jitter = np.random.default_rng(0).uniform(-1, 1, len(z_mean))
+        return z_mean[:, 0], jitter, "z", "random jitter (no meaning)"
+    if latent == 2:
+        return z_mean[:, 0], z_mean[:, 1], "z1", "z2"
+    pcs = principal_components(z_mean, k=2)                  # (N, 2)
+    share = pcs.var(axis=0) / z_mean.var(axis=0).sum()       # fraction of total variance
+    return (pcs[:, 0], pcs[:, 1], f"PC 1 of z ({share[0]:.0%} of variance)",
+            f"PC 2 of z ({share[1]:.0%} of variance)")
+
+
+def latent_scatter(z_mean, labels, path):
+    """Save the encoder means of test digits as points coloured by their label.
+
+    z_mean (N, L), labels (N,) ints 0..9. See _scatter_coordinates for L != 2.
+    """
+    z_mean = np.asarray(z_mean, dtype=np.float64)
+    if z_mean.ndim != 2 or len(labels) != len(z_mean):
+        raise InputError(f"z_mean {z_mean.shape} and labels {np.shape(labels)} do not match; "
+                         "pass z_mean (N, L) and labels (N,)")
+    x, y, xlabel, ylabel = _scatter_coordinates(z_mean)
+    cmap = ListedColormap(colormaps["tab10"].colors)
+    norm = BoundaryNorm(np.arange(-0.5, 10), cmap.N)          # one colour per digit 0..9
+    fig = _new_figure(6.4, 5.2, layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(x, y, c=labels, cmap=cmap, norm=norm, s=4, alpha=0.6, linewidths=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("Test digits in latent space (means of q(z|x))")
+    # The colour bar gets its own opaque mappable: the points' alpha would wash it out.
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, ticks=range(10), label="digit")
+    return _save(fig, path)
