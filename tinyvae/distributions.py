@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from .backend import namespace_of
-from .layers import sigmoid, softplus
+from .layers import softplus
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -33,8 +33,9 @@ def bernoulli_nll_forward(logits, x):
     Derivation: docs/gradients.md#bernoulli
     """
     xp = namespace_of(logits)
-    nll = xp.sum(softplus(logits) - x * logits, axis=1)  # (N,)
-    return nll, (logits, x)
+    softplus_a = softplus(logits)                      # (N, D), kept for the backward
+    nll = xp.sum(softplus_a - x * logits, axis=1)      # (N,)
+    return nll, (logits, x, softplus_a)
 
 
 def bernoulli_nll_backward(dnll, cache):
@@ -43,8 +44,15 @@ def bernoulli_nll_backward(dnll, cache):
     Shapes: dnll (N,) -> dlogits (N, D).
     Derivation: docs/gradients.md#bernoulli
     """
-    logits, x = cache
-    return (sigmoid(logits) - x) * dnll[:, None]  # (N, D)
+    logits, x, softplus_a = cache
+    xp = namespace_of(logits)
+    # sigma(a) = exp(a - softplus(a)), since log sigma(a) = -softplus(-a) = a - softplus(a).
+    # The exponent is <= 0, so nothing overflows. Reusing the forward's softplus
+    # costs one exp, where `sigmoid(logits)` costs an exp and a `where`; the two
+    # agree to half a rounding step of |a| (tests/test_fast_paths.py,
+    # docs/benchmarks.md#what-was-tried).
+    p = xp.exp(logits - softplus_a)  # sigma(a), (N, D)
+    return (p - x) * dnll[:, None]  # (N, D)
 
 
 def gaussian_nll_forward(mean, logvar, x):
