@@ -41,7 +41,8 @@ from tinyvae.model import (  # noqa: E402
 )
 from tinyvae.optim import Adam  # noqa: E402
 
-CONFIG = VAEConfig()  # 784-400-[20|20]-400-784, ReLU, Bernoulli: the PyTorch example
+# 784-400-[20|20]-400-784, ReLU, Bernoulli, nn.Linear's initialisation: the PyTorch example
+CONFIG = VAEConfig(init="pytorch")
 LR = 1e-3
 PAUSE_S = 0.5  # idle seconds before each timed epoch
 

@@ -28,7 +28,7 @@ from tinyvae import plots
 from tinyvae.backend import get_backend
 from tinyvae.data import load_mnist, to_unit_interval
 from tinyvae.errors import TinyVAEError
-from tinyvae.model import LIKELIHOODS, VAEConfig, decode_mean, encode
+from tinyvae.model import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
 from tinyvae.train import STREAM_PICTURES, TrainConfig, fit
 
 N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="demos/mnist.py",
         description="Train the tinyvae VAE on MNIST. Defaults: the PyTorch example "
-                    "(784-400-20, ReLU, batch 128, Adam lr 1e-3, 10 epochs, continuous pixels).")
+                    "(784-400-20, ReLU, its nn.Linear initialisation, batch 128, Adam lr 1e-3, "
+                    "10 epochs, continuous pixels).")
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
                    help="array library: numpy (CPU) or cupy (GPU); default %(default)s")
     p.add_argument("--epochs", type=_int_at_least(1), default=10, metavar="N",
@@ -92,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
                    help="p(x|z): bernoulli (cross-entropy, pixels in [0, 1]) or gaussian "
                         "(learned variance per pixel); default %(default)s")
+    p.add_argument("--init", choices=INITS, default="pytorch",
+                   help="initial weights: pytorch (nn.Linear's default, uniform +-1/sqrt(fan_in), "
+                        "as in the PyTorch example) or glorot_he (He for ReLU layers, Glorot for "
+                        "the linear outputs, zero biases; the library's default); default %(default)s")
     p.add_argument("--binarize", action="store_true",
                    help="resample training pixels as Bernoulli(x) every epoch "
                         "(the test set is binarized once)")
@@ -120,7 +125,7 @@ def configs_from_args(args):
     """(VAEConfig, TrainConfig) from the parsed flags; the decoder mirrors the encoder."""
     config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden),
                        dec_hidden=tuple(reversed(args.hidden)), latent_dim=args.latent_dim,
-                       activation="relu", likelihood=args.likelihood)
+                       activation="relu", likelihood=args.likelihood, init=args.init)
     tconfig = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           seed=args.seed, binarize=args.binarize, iw_k=args.iw_k,
                           iw_images=args.iw_images)

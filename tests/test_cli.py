@@ -75,7 +75,7 @@ def test_defaults_are_the_pytorch_example():
     config, tconfig = demo.configs_from_args(demo.build_parser().parse_args([]))
     assert (config.input_dim, config.enc_hidden, config.dec_hidden, config.latent_dim) == (
         784, (400,), (400,), 20)
-    assert (config.activation, config.likelihood) == ("relu", "bernoulli")
+    assert (config.activation, config.likelihood, config.init) == ("relu", "bernoulli", "pytorch")
     assert (tconfig.batch_size, tconfig.lr, tconfig.epochs, tconfig.binarize) == (128, 1e-3, 10, False)
 
 

@@ -249,3 +249,22 @@ def test_rel_error_reads_as_documented():
     assert rel_error(np.ones(3), 2 * np.ones(3)) == pytest.approx(1 / 3)
     assert rel_error(np.zeros(3), np.full(3, 1e-13)) < 1e-9  # noise around a true zero
     assert rel_error(np.zeros(3), np.full(3, 1e-2)) == 1.0
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_initial_weights_have_the_documented_spread(name):
+    be = make(name, dtype="float32", seed=4)
+    he = init_params(VAEConfig(), be)                                  # 784-400-[2x20]-400-784, ReLU
+    W0 = be.to_numpy(he["enc.0.W"])
+    assert abs(W0.std() - np.sqrt(2 / 784)) < 0.02 * np.sqrt(2 / 784)  # He, ReLU follows
+    head = be.to_numpy(he["enc.1.W"])
+    assert abs(head.std() - np.sqrt(2 / (400 + 40))) < 0.05 * np.sqrt(2 / 440)  # Glorot, linear head
+    assert np.all(be.to_numpy(he["enc.0.b"]) == 0)
+    torch_like = init_params(VAEConfig(init="pytorch"), be)
+    for key, fan_in in [("enc.0.W", 784), ("enc.0.b", 784), ("dec.1.W", 400)]:
+        w = be.to_numpy(torch_like[key])
+        bound = 1 / np.sqrt(fan_in)
+        assert np.all(np.abs(w) <= bound) and np.abs(w).max() > 0.95 * bound, key
+        assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound, key   # uniform: bound / sqrt(3)
+    with pytest.raises(InputError, match="init"):
+        VAEConfig(init="zeros")

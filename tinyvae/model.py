@@ -34,6 +34,7 @@ from .errors import InputError
 from .layers import ACTIVATIONS, affine_backward, affine_forward, sigmoid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+INITS = ("glorot_he", "pytorch")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class VAEConfig:
 
     gaussian_logvar: for the Gaussian likelihood, a fixed log sigma^2 shared by
     all pixels, or None to learn one log sigma^2 per pixel (parameter 'dec.logvar').
+    init: how init_params draws the weights, 'glorot_he' or 'pytorch' (see there).
     """
 
     input_dim: int = 784
@@ -51,6 +53,7 @@ class VAEConfig:
     activation: str = "relu"
     likelihood: str = "bernoulli"
     gaussian_logvar: float | None = None
+    init: str = "glorot_he"
 
     def __post_init__(self):
         # Lists from JSON or argparse become tuples, so configs compare equal.
@@ -64,6 +67,8 @@ class VAEConfig:
             raise InputError(
                 f"unknown likelihood {self.likelihood!r}: choose one of {', '.join(LIKELIHOODS)}"
             )
+        if self.init not in INITS:
+            raise InputError(f"unknown init {self.init!r}: choose one of {', '.join(INITS)}")
         sizes = (self.input_dim, self.latent_dim, *self.enc_hidden, *self.dec_hidden)
         if any(s < 1 for s in sizes):
             raise InputError(f"layer sizes must be positive integers, got {sizes}")
@@ -91,11 +96,16 @@ def layer_sizes(config: VAEConfig):
 
 
 def init_params(config: VAEConfig, backend) -> dict:
-    """Weights drawn from the backend's generator; biases zero.
+    """Initial parameters, drawn from the backend's generator.
 
-    He init, std sqrt(2 / fan_in), for layers followed by ReLU-like activations;
-    Glorot init, std sqrt(2 / (fan_in + fan_out)), for tanh/sigmoid/softplus and
-    for the two linear output layers (the head and the decoder output).
+    config.init = 'glorot_he' (the default): biases zero; weights normal with
+    He variance 2 / fan_in for layers followed by ReLU-like activations, and
+    Glorot variance 2 / (fan_in + fan_out) for tanh/sigmoid/softplus and for the
+    two linear output layers (the head and the decoder output).
+
+    config.init = 'pytorch': weights and biases uniform on
+    [-1/sqrt(fan_in), 1/sqrt(fan_in)], the default of PyTorch's nn.Linear and so
+    of the PyTorch example VAE (variance 1 / (3 fan_in): smaller than He's).
     """
     he = config.activation in ("relu", "leaky_relu")
     params = {}
@@ -103,10 +113,16 @@ def init_params(config: VAEConfig, backend) -> dict:
         n_layers = len(sizes) - 1
         for i in range(n_layers):
             fan_in, fan_out = sizes[i], sizes[i + 1]
-            is_output = i == n_layers - 1
-            var = 2.0 / fan_in if (he and not is_output) else 2.0 / (fan_in + fan_out)
-            params[f"{prefix}.{i}.W"] = backend.normal((fan_in, fan_out)) * math.sqrt(var)
-            params[f"{prefix}.{i}.b"] = backend.zeros((fan_out,))
+            if config.init == "pytorch":
+                bound = 1.0 / math.sqrt(fan_in)
+                W = (2.0 * backend.uniform((fan_in, fan_out)) - 1.0) * bound
+                b = (2.0 * backend.uniform((fan_out,)) - 1.0) * bound
+            else:
+                is_output = i == n_layers - 1
+                var = 2.0 / fan_in if (he and not is_output) else 2.0 / (fan_in + fan_out)
+                W = backend.normal((fan_in, fan_out)) * math.sqrt(var)
+                b = backend.zeros((fan_out,))
+            params[f"{prefix}.{i}.W"], params[f"{prefix}.{i}.b"] = W, b
     if config.likelihood == "gaussian" and config.gaussian_logvar is None:
         params["dec.logvar"] = backend.zeros((config.input_dim,))
     return params
