@@ -26,11 +26,6 @@ NOT_BACKWARD = {
     "check_backward": "gradcheck's checker: it takes a forward and a backward and computes no gradient",
 }
 
-# Pages that other people write; docs/README.md links them before they exist.
-# A link to one of these may dangle only while the page is missing; once it
-# exists, links into it (anchors included) are checked like any other.
-PENDING_PAGES = {"results.md", "benchmarks.md"}
-
 POINTER = re.compile(r"docs/([A-Za-z0-9_.-]+\.md)(?:#([A-Za-z0-9_-]+))?")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -142,7 +137,7 @@ def real_backwards():
     return [b for b in backward_functions() if b[2] not in NOT_BACKWARD]
 
 
-def fail_with(problems, what, how):
+def check_none(problems, what, how):
     assert not problems, f"{len(problems)} {what}:\n  " + "\n  ".join(problems) + f"\n{how}"
 
 
@@ -154,7 +149,7 @@ def test_the_backward_functions_are_found():
     names = {name for _, _, name, _ in backward_functions()}
     assert {"affine_backward", "kl_normal_backward", "reparameterize_backward"} <= names, names
     stale = sorted(set(NOT_BACKWARD) - names)
-    fail_with(stale, "names in NOT_BACKWARD no longer exist in tinyvae/",
+    check_none(stale, "names in NOT_BACKWARD no longer exist in tinyvae/",
               "Remove them from NOT_BACKWARD in tests/test_docs.py.")
 
 
@@ -162,14 +157,14 @@ def test_every_backward_function_is_named_in_the_docs():
     text = all_docs_text()
     missing = [f"{file}:{line} {name}" for file, line, name, _ in real_backwards()
                if not re.search(rf"\b{re.escape(name)}\b", text)]
-    fail_with(missing, "backward functions are named nowhere in docs/*.md",
+    check_none(missing, "backward functions are named nowhere in docs/*.md",
               "Derive each in docs/gradients.md (or the page it belongs to) and name it there.")
 
 
 def test_every_backward_function_points_to_its_section():
     missing = [f"{file}:{line} {name}" for file, line, name, doc in real_backwards()
                if not any(m.group(2) for m in POINTER.finditer(doc))]
-    fail_with(missing, "backward functions have no docs/<page>.md#<anchor> pointer in their docstring",
+    check_none(missing, "backward functions have no docs/<page>.md#<anchor> pointer in their docstring",
               "Add a line such as 'Derivation: docs/gradients.md#the-dense-stack' to each docstring.")
 
 
@@ -185,7 +180,7 @@ def test_every_docs_pointer_in_the_code_resolves():
                 elif anchor and anchor not in anchors(page):
                     broken.append(f"{where}: no heading with anchor #{anchor} "
                                   f"(the page has: {', '.join(sorted(anchors(page)))})")
-    fail_with(broken, "docs pointers in tinyvae/ lead nowhere",
+    check_none(broken, "docs pointers in tinyvae/ lead nowhere",
               "Fix the pointer, or add the heading (its GitHub slug must equal the anchor).")
 
 
@@ -203,7 +198,7 @@ def test_each_backward_section_names_its_function_and_a_test():
                 problems.append(f"{where}: the section does not name {name}")
             if not set(TEST_NAME.findall(text)) & tests:
                 problems.append(f"{where}: the section names no test from tests/")
-    fail_with(problems, "sections do not say what implements and what checks them",
+    check_none(problems, "sections do not say what implements and what checks them",
               "Each section ends with 'Implemented by: `..._backward`' and 'Checked by: `test_...`'.")
 
 
@@ -219,12 +214,10 @@ def test_links_between_docs_pages_resolve():
                 dest = (page.parent / file_part).resolve() if file_part else page
                 where = f"{rel(page)}:{number} ({target})"
                 if not dest.exists():
-                    if dest.parent == DOCS and dest.name in PENDING_PAGES:
-                        continue
                     broken.append(f"{where}: no file {file_part}")
                 elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                     broken.append(f"{where}: no heading #{anchor} in {dest.name}")
-    fail_with(broken, "links in docs/ are broken",
+    check_none(broken, "links in docs/ are broken",
               "Point them at an existing file and heading (GitHub slug of the heading).")
 
 
@@ -232,7 +225,7 @@ def test_the_index_links_every_page():
     index = (DOCS / "README.md").read_text(encoding="utf-8")
     linked = {m.group(2).partition("#")[0] for _, line in prose_lines(index) for m in LINK.finditer(line)}
     missing = [p.name for p in doc_pages() if p.name != "README.md" and p.name not in linked]
-    fail_with(missing, "docs pages are not linked from docs/README.md", "Add them to the reading order.")
+    check_none(missing, "docs pages are not linked from docs/README.md", "Add them to the reading order.")
 
 
 def test_every_test_named_in_the_docs_exists():
@@ -244,7 +237,7 @@ def test_every_test_named_in_the_docs_exists():
                 name = m.group(0)  # a test function, or a test module (test_model.py, `from test_model import`)
                 if name not in tests and not (TESTS / f"{name}.py").is_file():
                     missing.append(f"{rel(page)}:{number} {name}")
-    fail_with(missing, "tests named in docs/ do not exist in tests/",
+    check_none(missing, "tests named in docs/ do not exist in tests/",
               "Rename them in the docs to match tests/, or restore the tests.")
 
 
@@ -299,4 +292,4 @@ def test_math_is_written_the_way_github_renders_it():
             problems.append(f"{rel(page)}:{opening}: $$ block never closed")
         if paragraph_dollars % 2:
             problems.append(f"{rel(page)}:{paragraph_start}: unpaired $ in this paragraph")
-    fail_with(problems, "math constructs GitHub will not render as written", "")
+    check_none(problems, "math constructs GitHub will not render as written", "")

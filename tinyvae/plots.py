@@ -210,7 +210,7 @@ def latent_scatter(z_mean, labels, path):
 
     z_mean (N, L), labels (N,) ints 0..9. See _scatter_coordinates for L != 2.
     """
-    z_mean = np.asarray(z_mean, dtype=np.float64)
+    z_mean = np.asarray(z_mean, dtype=np.float64)  # host-side, for the PCA's SVD; not training
     if z_mean.ndim != 2 or len(labels) != len(z_mean):
         raise InputError(f"z_mean {z_mean.shape} and labels {np.shape(labels)} do not match; "
                          "pass z_mean (N, L) and labels (N,)")
