@@ -99,6 +99,11 @@ def test_samples_grid(tmp_path):
     assert width > height
 
 
+def test_samples_rejects_no_images(tmp_path):
+    with pytest.raises(InputError):
+        plots.samples(np.zeros((0, 784)), tmp_path / "samples.png")
+
+
 @pytest.mark.parametrize("n_epochs", [1, 5])
 def test_loss_curves(tmp_path, n_epochs):
     history = [{"train_neg_elbo": 200.0 - 10 * k, "test_neg_elbo": 205.0 - 9 * k,

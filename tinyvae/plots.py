@@ -126,6 +126,9 @@ def samples(images, path, ncols=8):
 
     images (N, 784) in [0, 1].
     """
+    if len(images) == 0:
+        raise InputError("samples needs at least one image")
+    ncols = min(ncols, len(images))
     nrows = -(-len(images) // ncols)  # ceiling division
     fig, _ = _grid_figure(tile_images(images, nrows, ncols), "Samples from the prior")
     return _save(fig, path)
@@ -152,7 +155,8 @@ def loss_curves(epochs, path):
     for ax in (ax_elbo, ax_parts):
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per image")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, len(epochs) + 0.5)  # a single epoch still gets a sensible axis
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
@@ -180,8 +184,8 @@ def manifold(decode_fn, n, path):
     fig, ax = _grid_figure(tile_images(decoded, n, n), "Decoder output over the latent plane")
     ticks = np.unique(np.linspace(0, n - 1, 5).round().astype(int))  # a few tiles per axis
     centres = ticks * SIDE + (SIDE - 1) / 2           # pixel centre of each tile
-    ax.set_xticks(centres, [f"{zs[j]:.1f}" for j in ticks])
-    ax.set_yticks(centres, [f"{zs[n - 1 - i]:.1f}" for i in ticks])
+    ax.set_xticks(centres, [f"{zs[j]:.2f}" for j in ticks])
+    ax.set_yticks(centres, [f"{zs[n - 1 - i]:.2f}" for i in ticks])
     ax.set_xlabel("z1 (Gaussian quantiles of an even grid)")
     ax.set_ylabel("z2")
     return _save(fig, path)
