@@ -17,10 +17,11 @@ import math
 import sys
 from pathlib import Path
 
-try:
-    import tinyvae  # noqa: F401
-except ImportError:  # run from a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run the code of the checkout this script lives in, even when another copy of
+# tinyvae is installed (or none is).
+_CHECKOUT = Path(__file__).resolve().parents[1]
+if (_CHECKOUT / "tinyvae" / "__init__.py").is_file():
+    sys.path.insert(0, str(_CHECKOUT))
 
 from tqdm import tqdm
 

@@ -7,6 +7,7 @@ a subprocess, as a user would.
 """
 import importlib.util
 import json
+import os
 import math
 import subprocess
 import sys
@@ -193,3 +194,15 @@ def test_ten_epochs_match_the_pytorch_example(tmp_path):
     assert len(m["epochs"]) == 10
     assert m["test_neg_elbo"] <= 106.5
     assert m["test_iw_nll"] < m["test_neg_elbo"]
+
+
+def test_the_demo_runs_the_code_of_its_own_checkout(tmp_path):
+    """Another tinyvae on the path (an older install, say) must not shadow this checkout's."""
+    decoy = tmp_path / "decoy" / "tinyvae"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("")  # imports fine, like a stale install
+    (decoy / "plots.py").write_text("raise ImportError('the decoy copy was used')\n")
+    env = {**os.environ, "PYTHONPATH": str(decoy.parent)}
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
