@@ -152,7 +152,6 @@ def test_bernoulli_is_finite_where_the_naive_formula_is_not(name, dtype):
 
 
 def test_gaussian_nll_matches_the_density():
-    be = make("numpy")
     mean, logvar, x = np.array([[0.3, -1.0]]), np.array([[0.5, -0.2]]), np.array([[1.0, 0.0]])
     nll, _ = dist.gaussian_nll_forward(mean, logvar, x)
     sd = np.exp(0.5 * logvar)

@@ -38,7 +38,6 @@ def test_adam_matches_algorithm_1_with_bias_correction(name):
 
 def test_adam_first_step_moves_each_weight_by_lr():
     """After bias correction, step 1 is lr * g / |g| (up to eps): no startup shrinkage."""
-    be = make("numpy")
     params = {"w": np.array([1.0, -2.0, 3.0])}
     Adam(params, lr=0.1).step(params, {"w": np.array([5.0, -0.01, 1e3])})
     np.testing.assert_allclose(params["w"], [0.9, -1.9, 2.9], rtol=1e-6)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from array_api_compat import array_namespace
-from array_api_compat import device as device_of  # x.device, also on NumPy 1.x
+from array_api_compat import device as device_of  # noqa: F401  re-exported: x.device, also on NumPy 1.x
 
 from .errors import BackendError
 

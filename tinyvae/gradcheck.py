@@ -11,7 +11,6 @@ float64. How to read the numbers: docs/gradcheck.md.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from .backend import device_of, namespace_of, to_numpy

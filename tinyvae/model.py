@@ -16,7 +16,7 @@ the backward pass bottom to top. Derivation of every step: docs/gradients.md.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from .backend import device_of, namespace_of
 from .distributions import (
