@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from tinyvae.backend import get_backend  # noqa: E402
-from tinyvae.model import (  # noqa: E402
+from tinyvae.vae import (  # noqa: E402
     VAEConfig,
     init_params,
     layer_sizes,

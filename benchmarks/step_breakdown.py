@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # epoch_vs_pytorch, ne
 import numpy as np  # noqa: E402
 from epoch_vs_pytorch import CONFIG, MatmulFloor, TinyVAERun, load_data  # noqa: E402
 
-import tinyvae.model as model  # noqa: E402
+import tinyvae.vae as model  # noqa: E402
 
-TIMED = [  # the names loss_and_grads looks up in tinyvae.model
+TIMED = [  # the names loss_and_grads looks up in tinyvae.vae
     "check_batch", "affine_forward", "affine_backward",
     "reparameterize_forward", "reparameterize_backward",
     "bernoulli_nll_forward", "bernoulli_nll_backward",

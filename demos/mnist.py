@@ -29,7 +29,7 @@ from tinyvae import plots
 from tinyvae.backend import get_backend
 from tinyvae.data import load_mnist, to_unit_interval
 from tinyvae.errors import TinyVAEError
-from tinyvae.model import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
+from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
 from tinyvae.train import STREAM_PICTURES, TrainConfig, fit
 
 N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions

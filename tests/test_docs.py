@@ -234,7 +234,7 @@ def test_every_test_named_in_the_docs_exists():
     for page in doc_pages():
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
             for m in TEST_NAME.finditer(line):
-                name = m.group(0)  # a test function, or a test module (test_model.py, `from test_model import`)
+                name = m.group(0)  # a test function, or a test module (test_model.py, `from test_vae import`)
                 if name not in tests and not (TESTS / f"{name}.py").is_file():
                     missing.append(f"{rel(page)}:{number} {name}")
     check_none(missing, "tests named in docs/ do not exist in tests/",

@@ -87,3 +87,56 @@ def test_relu_backward_blocks_negative_inputs(name):
     y, cache = layers.relu_forward(x)
     dx = layers.relu_backward(put(be, [[10.0, 20.0, 30.0, 40.0]]), cache)
     np.testing.assert_array_equal(be.to_numpy(dx), [[0.0, 20.0, 0.0, 40.0]])
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@given(data=st.data(), n=dims, h=st.integers(1, 4), w=st.integers(1, 4), c=st.integers(1, 3))
+def test_reshape_backward(name, data, n, h, w, c):
+    be = make(name)
+    x = put(be, data.draw(matrices(n, h * w * c)))
+    errors = check_backward(lambda a: layers.reshape_forward(a, (h, w, c)), layers.reshape_backward, [x])
+    assert max_error(errors) < TOL, errors
+    y, _ = layers.reshape_forward(x, (h, w, c))   # row-major: HWC, as Keras reads a flat image
+    np.testing.assert_array_equal(be.to_numpy(y), be.to_numpy(x).reshape(n, h, w, c))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@given(data=st.data(), n=dims, k=st.integers(1, 6))
+def test_log_softmax_backward(name, data, n, k):
+    be = make(name)
+    a = put(be, data.draw(matrices(n, k, -5.0, 5.0)))
+    errors = check_backward(layers.log_softmax_forward, layers.log_softmax_backward, [a])
+    assert max_error(errors) < TOL, errors
+    log_pi, _ = layers.log_softmax_forward(a)        # the forward against the textbook formula
+    a_np = be.to_numpy(a)
+    expected = a_np - np.log(np.sum(np.exp(a_np), axis=1, keepdims=True))
+    np.testing.assert_allclose(be.to_numpy(log_pi), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_log_softmax_check_catches_a_missing_term():
+    """Planted bug: the backward without the -pi * sum(dlog_pi) term must fail the check."""
+    be = make("numpy")
+    a = put(be, np.random.default_rng(1).standard_normal((3, 4)))
+    errors = check_backward(layers.log_softmax_forward, lambda d, pi: d, [a])
+    assert max_error(errors) > 1e-2, errors
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_log_softmax_is_finite_at_extreme_logits(name):
+    be = make(name, dtype="float32")
+    a = be.asarray(np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]], dtype=np.float32))
+    log_pi, pi = layers.log_softmax_forward(a)
+    log_pi, pi = be.to_numpy(log_pi), be.to_numpy(pi)
+    assert np.all(np.isfinite(log_pi)) and np.all(np.isfinite(pi))
+    np.testing.assert_allclose(log_pi[0], [0.0, -2e4, -1e4], rtol=1e-6)
+    np.testing.assert_allclose(log_pi[1], [-np.log(3.0)] * 3, rtol=1e-6)
+    np.testing.assert_allclose(pi.sum(axis=1), [1.0, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_one_hot(name):
+    be = make(name)
+    labels = be.asarray(np.array([2, 0, 1]))
+    y = layers.one_hot(labels, 4, like=put(be, np.zeros((1, 1))))
+    np.testing.assert_array_equal(be.to_numpy(y), np.eye(4)[[2, 0, 1]])
+    assert y.dtype == be.xp.float64

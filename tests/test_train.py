@@ -10,7 +10,7 @@ import pytest
 from tinyvae import train
 from tinyvae.backend import get_backend
 from tinyvae.errors import CheckpointError, InputError
-from tinyvae.model import VAEConfig
+from tinyvae.vae import VAEConfig
 from tinyvae.train import (
     TrainConfig, binarize, evaluate, fit, iw_nll, load_checkpoint, save_checkpoint,
 )

@@ -11,7 +11,7 @@ Derivations: docs/gradients.md.
 """
 from __future__ import annotations
 
-from .backend import namespace_of
+from .backend import device_of, namespace_of
 
 
 def affine_forward(x, W, b):
@@ -36,6 +36,16 @@ def affine_backward(dy, cache, need_dx=True):
     dW = x.T @ dy                       # (D, N) @ (N, H) -> (D, H)
     db = xp.sum(dy, axis=0)             # (H,)
     return dx, dW, db
+
+
+def identity_forward(x):
+    """The 'linear' activation: y = x (a layer's output left as it is). docs/gradients.md#linear"""
+    return x, None
+
+
+def identity_backward(dy, cache):
+    """dx = dy: the identity passes the gradient through unchanged. docs/gradients.md#linear"""
+    return dy
 
 
 def relu_forward(x):
@@ -121,11 +131,67 @@ def softplus_backward(dy, cache):
     return dy * sigmoid(x)
 
 
-# name -> (forward, backward), the activations a model can be built from.
+# name -> (forward, backward), the activations a layer can end in.
 ACTIVATIONS = {
+    "linear": (identity_forward, identity_backward),
     "relu": (relu_forward, relu_backward),
     "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
     "tanh": (tanh_forward, tanh_backward),
     "sigmoid": (sigmoid_forward, sigmoid_backward),
     "softplus": (softplus_forward, softplus_backward),
 }
+
+
+def reshape_forward(x, shape):
+    """Reshape each example: (N, *a) -> (N, *shape), the order of the values kept.
+
+    The values are read in row-major (C) order, so a (N, 784) batch reshaped to
+    (N, 28, 28, 1) is read row by row: HWC, as Keras's Flatten and Reshape do.
+    Shapes: x (N, *a) -> y (N, *shape); cache: x's shape.
+    Derivation: docs/gradients.md#reshape
+    """
+    xp = namespace_of(x)
+    return xp.reshape(x, (x.shape[0], *shape)), tuple(x.shape)
+
+
+def reshape_backward(dy, cache):
+    """dx = dy reshaped back to x's shape: a reshape moves no value, so neither does its gradient.
+
+    Shapes: dy (N, *shape) -> dx (N, *a). Derivation: docs/gradients.md#reshape
+    """
+    xp = namespace_of(dy)
+    return xp.reshape(dy, cache)
+
+
+def log_softmax_forward(a):
+    """Log-probabilities of a categorical from logits: log pi_k = a_k - log sum_j e^{a_j}.
+
+    Computed with the max shifted out (m = max_j a_j; log sum_j e^{a_j - m} + m),
+    so it is finite for logits of any size (e.g. +-1e4).
+    Shapes: a (N, K) -> log_pi (N, K); cache: pi = e^{log pi} (N, K).
+    Derivation: docs/gradients.md#log-softmax
+    """
+    xp = namespace_of(a)
+    shifted = a - xp.max(a, axis=1, keepdims=True)                           # (N, K), max 0
+    log_pi = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))  # (N, K)
+    return log_pi, xp.exp(log_pi)
+
+
+def log_softmax_backward(dlog_pi, cache):
+    """da = dlog_pi - pi * sum_k dlog_pi_k  (the Jacobian of log-softmax is I - 1 pi^T per row).
+
+    Shapes: dlog_pi (N, K) -> da (N, K). Derivation: docs/gradients.md#log-softmax
+    """
+    pi = cache
+    xp = namespace_of(dlog_pi)
+    return dlog_pi - pi * xp.sum(dlog_pi, axis=1, keepdims=True)
+
+
+def one_hot(labels, n_classes, like):
+    """Integer labels (N,) -> one-hot rows (N, K) in the dtype and on the device of `like`.
+
+    Made by comparing with arange(K): the array API has no one_hot and no scatter.
+    """
+    xp = namespace_of(like)
+    classes = xp.arange(n_classes, device=device_of(like))                  # (K,)
+    return xp.astype(xp.reshape(labels, (-1, 1)) == classes, like.dtype)      # (N, K)

@@ -1,7 +1,7 @@
 """Optimizers written by hand. They update parameters in place and keep their
 state in plain dicts of arrays, so a checkpoint can save and restore it.
 
-Both take `params` and `grads` as dicts with the same keys (see model.py).
+Both take `params` and `grads` as dicts with the same keys (see vae.py).
 Derivations and the bias-correction argument: docs/optimizers.md.
 """
 from __future__ import annotations

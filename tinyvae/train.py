@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import CheckpointError, InputError
-from .model import VAEConfig, check_batch, init_params, iw_log_px, loss_and_grads, neg_elbo_terms
+from .vae import VAEConfig, check_batch, init_params, iw_log_px, loss_and_grads, neg_elbo_terms
 from .optim import Adam
 
 # The random streams of a run, as backend.reseed(*stream) arguments.

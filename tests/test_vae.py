@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
-from tinyvae import model
+from tinyvae import vae as model
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error, rel_error
-from tinyvae.model import VAEConfig, init_params, loss_and_grads
+from tinyvae.vae import VAEConfig, init_params, loss_and_grads
 from tinyvae.optim import SGD, Adam
+from tinyvae.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 
 ARCHITECTURES = [
     # two encoder/decoder shapes x activations x both likelihoods (learned and fixed variance)
@@ -19,7 +20,17 @@ ARCHITECTURES = [
     VAEConfig(input_dim=4, enc_hidden=(3, 3), dec_hidden=(5,), latent_dim=1,
               activation="leaky_relu", likelihood="gaussian", gaussian_logvar=-1.0),
     VAEConfig(input_dim=4, enc_hidden=(), dec_hidden=(3,), latent_dim=2, activation="sigmoid"),
+    # a small conv VAE on 8x8 images: every layer kind, several activations
+    VAEConfig(input_dim=64, latent_dim=2,
+              encoder=(Reshape((8, 8, 1)), Conv(2, 3, 2, "relu"), Conv(3, 3, 2, "tanh"), Flatten(),
+                       Dense(4, "softplus"), Dense(4)),
+              decoder=(Dense(12, "tanh"), Reshape((2, 2, 3)), ConvTranspose(3, 3, 2, "softplus"),
+                       ConvTranspose(2, 3, 2, "tanh"), ConvTranspose(1, 3, 1), Flatten())),
 ]
+
+
+def arch_id(c):
+    return "conv" if c.encoder is not None else f"{c.activation}-{c.likelihood}"
 
 
 def batch(be, config, n=3, seed=0):
@@ -46,7 +57,7 @@ def random_params(be, config, seed=0):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-@pytest.mark.parametrize("config", ARCHITECTURES, ids=lambda c: f"{c.activation}-{c.likelihood}")
+@pytest.mark.parametrize("config", ARCHITECTURES, ids=arch_id)
 @pytest.mark.parametrize("n", [1, 3])
 def test_whole_model_gradient_matches_finite_differences(name, config, n):
     be = make(name)
@@ -91,7 +102,7 @@ def test_gradient_check_catches_a_different_eps_in_backward(monkeypatch):
     assert max_error(errors) > 1e-3, errors
 
 
-@pytest.mark.parametrize("config", ARCHITECTURES, ids=lambda c: f"{c.activation}-{c.likelihood}")
+@pytest.mark.parametrize("config", ARCHITECTURES, ids=arch_id)
 def test_backends_agree_to_1e12(config):
     results = {}
     for name in [b if isinstance(b, str) else b.values[0] for b in BACKENDS]:
@@ -269,3 +280,174 @@ def test_initial_weights_have_the_documented_spread(name):
         assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound, key   # uniform: bound / sqrt(3)
     with pytest.raises(InputError, match="init"):
         VAEConfig(init="zeros")
+
+
+# ---------------------------------------------------------------------------
+# The forward pinned against direct computations (a gradient check proves only
+# that each backward undoes its forward, not that the forward is right)
+# ---------------------------------------------------------------------------
+
+
+def _np_params(be, params):
+    return {k: be.to_numpy(v) for k, v in params.items()}
+
+
+def _softplus(a):
+    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
+
+
+def _direct_terms(n, x, eps):
+    """784-style MLP with one ReLU hidden layer each side, written out in NumPy: (recon, kl, mu, logvar)."""
+    h = np.maximum(x @ n["enc.0.W"] + n["enc.0.b"], 0.0)
+    head = h @ n["enc.1.W"] + n["enc.1.b"]
+    L = eps.shape[1]
+    mu, logvar = head[:, :L], head[:, L:]
+    z = mu + np.exp(0.5 * logvar) * eps
+    a = np.maximum(z @ n["dec.0.W"] + n["dec.0.b"], 0.0) @ n["dec.1.W"] + n["dec.1.b"]
+    recon = np.sum(-(x * np.log(1 / (1 + np.exp(-a))) + (1 - x) * np.log(1 - 1 / (1 + np.exp(-a)))), axis=1)
+    kl = 0.5 * np.sum(mu ** 2 + np.exp(logvar) - 1.0 - logvar, axis=1)
+    return recon, kl, mu, logvar
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_neg_elbo_terms_match_a_direct_computation(name):
+    be = make(name)
+    config = ARCHITECTURES[0]
+    params = random_params(be, config, seed=4)
+    x, eps = batch(be, config, n=5, seed=4)
+    recon, kl = model.neg_elbo_terms(params, x, eps, config)
+    want_recon, want_kl, _, _ = _direct_terms(_np_params(be, params), be.to_numpy(x), be.to_numpy(eps))
+    np.testing.assert_allclose(be.to_numpy(recon), want_recon, rtol=1e-10)
+    np.testing.assert_allclose(be.to_numpy(kl), want_kl, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_loss_parts_match_the_distribution_functions(name):
+    be = make(name)
+    config = ARCHITECTURES[0]
+    params = random_params(be, config, seed=5)
+    x, eps = batch(be, config, n=4, seed=5)
+    parts, _ = loss_and_grads(params, x, eps, config, beta=0.25)
+    want_recon, want_kl, _, _ = _direct_terms(_np_params(be, params), be.to_numpy(x), be.to_numpy(eps))
+    np.testing.assert_allclose(float(parts.recon), want_recon.mean(), rtol=1e-10)
+    np.testing.assert_allclose(float(parts.kl), want_kl.mean(), rtol=1e-10)
+    np.testing.assert_allclose(float(parts.loss), want_recon.mean() + 0.25 * want_kl.mean(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_iw_log_px_matches_a_direct_log_mean_exp(name):
+    be = make(name)
+    config = ARCHITECTURES[0]
+    params = random_params(be, config, seed=6)
+    x, _ = batch(be, config, n=3, seed=6)
+    rng = np.random.default_rng(6)
+    eps = rng.standard_normal((7, 3, config.latent_dim)) * np.array([1.0, 30.0, 1.0])[None, :, None]
+    got = be.to_numpy(model.iw_log_px(params, x, be.asarray(eps), config))
+    n, xn = _np_params(be, params), be.to_numpy(x)
+    log_w = []
+    for k in range(7):
+        recon, _, mu, logvar = _direct_terms(n, xn, eps[k])
+        z = mu + np.exp(0.5 * logvar) * eps[k]
+        log_pz = np.sum(-0.5 * np.log(2 * np.pi) - 0.5 * z ** 2, axis=1)
+        log_qz = np.sum(-0.5 * np.log(2 * np.pi) - 0.5 * logvar - 0.5 * (z - mu) ** 2 / np.exp(logvar), axis=1)
+        log_w.append(-recon + log_pz - log_qz)
+    log_w = np.array(log_w)                               # (K, N); row 1 has weights hundreds of nats apart
+    assert np.ptp(log_w[:, 1]) > 100
+    m = log_w.max(axis=0)
+    want = m + np.log(np.mean(np.exp(log_w - m), axis=0))
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    # k = 1: log w itself, which is -(recon + kl) only in expectation; with the same eps it is exact here:
+    one = be.to_numpy(model.iw_log_px(params, x, be.asarray(eps[:1]), config))
+    np.testing.assert_allclose(one, log_w[0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_iw_log_px_is_finite_for_tiny_variances(name):
+    """log q(z|x) from eps directly: no (z - mu)^2 e^{-logvar} to overflow at logvar << -709."""
+    be = make(name)
+    config = VAEConfig(input_dim=4, enc_hidden=(), dec_hidden=(3,), latent_dim=2)
+    params = random_params(be, config, seed=7)
+    params["enc.0.b"] = be.asarray(np.array([0.0, 0.0, -800.0, -800.0]))
+    params["enc.0.W"] = be.asarray(np.zeros((4, 4)))
+    x, _ = batch(be, config, n=2, seed=7)
+    out = be.to_numpy(model.iw_log_px(params, x, be.asarray(np.ones((3, 2, 2))), config))
+    assert np.all(np.isfinite(out))
+
+
+def test_normal_logpdf_matches_the_closed_form():
+    from tinyvae.distributions import normal_logpdf
+    be = make("numpy")
+    z, mu, logvar = np.array([[0.3, -1.2]]), np.array([[0.1, 0.5]]), np.array([[-0.7, 0.4]])
+    want = sum(-0.5 * np.log(2 * np.pi * np.exp(v)) - (a - m) ** 2 / (2 * np.exp(v))
+               for a, m, v in zip(z[0], mu[0], logvar[0]))
+    got = be.to_numpy(normal_logpdf(be.asarray(z), be.asarray(mu), be.asarray(logvar)))
+    np.testing.assert_allclose(got, [want], rtol=1e-12)
+
+
+def test_init_shapes_follow_the_layers_and_pytorch_init_is_not_transposed():
+    config = VAEConfig(input_dim=784, enc_hidden=(400,), dec_hidden=(300,), latent_dim=20, init="pytorch")
+    params = init_params(config, make("numpy", dtype="float32"))
+    assert {k: tuple(v.shape) for k, v in params.items()} == {
+        "enc.0.W": (784, 400), "enc.0.b": (400,), "enc.1.W": (400, 40), "enc.1.b": (40,),
+        "dec.0.W": (20, 300), "dec.0.b": (300,), "dec.1.W": (300, 784), "dec.1.b": (784,)}
+    # uniform on +-1/sqrt(fan_in), fan_in = rows of W: 784 for enc.0.W (not 400)
+    assert np.abs(params["enc.0.W"]).max() <= 1 / np.sqrt(784) and np.abs(params["enc.0.W"]).max() > 0.9 / np.sqrt(784)
+    assert np.abs(params["dec.1.b"]).max() <= 1 / np.sqrt(300) and np.abs(params["dec.1.b"]).max() > 0.9 / np.sqrt(300)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(latent_dim="20"), "latent_dim must be a positive integer"),
+    (dict(latent_dim=2.5), "latent_dim must be a positive integer"),
+    (dict(enc_hidden=400), "enc_hidden must be a tuple of layer sizes"),
+    (dict(enc_hidden="400"), "enc_hidden must be a tuple of layer sizes"),
+    (dict(dec_hidden=(400, 0)), "each size in dec_hidden must be a positive integer"),
+    (dict(n_classes=-1), "n_classes must be an integer >= 0"),
+    (dict(gaussian_logvar=float("nan"), likelihood="gaussian"), "gaussian_logvar must be a finite number"),
+    (dict(encoder=(Dense(3),)), "encoder ends in (3,) but 2 * latent_dim"),
+    (dict(input_dim=36, latent_dim=2, encoder=(Reshape((6, 6, 1)), Conv(2, 3, 2), Conv(2, 3, 2), Flatten(), Dense(4)),
+          decoder=(Dense(8), Reshape((2, 2, 2)), ConvTranspose(2, 3, 2), ConvTranspose(1, 3, 2), Flatten())),
+     "decoder ends in (64,) but input_dim is 36"),
+])
+def test_config_misuse_is_one_line(kwargs, message):
+    with pytest.raises(InputError) as e:
+        VAEConfig(**kwargs)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda p, x, e, c: loss_and_grads(p, x, None, c), "eps is a NoneType, not an array"),
+    (lambda p, x, e, c: loss_and_grads(p, [[0.5] * 6], e, c), "x is a list, not an array"),
+    (lambda p, x, e, c: loss_and_grads({k: v for k, v in p.items() if k != "dec.1.b"}, x, e, c),
+     "params do not fit the config (missing dec.1.b)"),
+    (lambda p, x, e, c: loss_and_grads(p, x, e * np.nan, c), "eps contains NaN"),
+    (lambda p, x, e, c: loss_and_grads(p, x, e, c, beta=float("nan")), "beta must be a finite number"),
+])
+def test_api_misuse_is_one_line(call, message):
+    be = make("numpy")
+    config = ARCHITECTURES[0]
+    params = random_params(be, config)
+    x, eps = batch(be, config)
+    with pytest.raises(InputError) as e:
+        call(params, x, eps, config)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_old_config_records_load_as_the_same_mlp():
+    """A checkpoint's config from before the layer stack (no encoder/decoder/n_classes) is the same model."""
+    old = {"input_dim": 784, "enc_hidden": [400], "dec_hidden": [400], "latent_dim": 20,
+           "activation": "relu", "likelihood": "bernoulli", "gaussian_logvar": None, "init": "pytorch"}
+    config = VAEConfig.from_dict(old)
+    assert config == VAEConfig(init="pytorch")
+    assert config.encoder_layers == (Dense(400, "relu"), Dense(40))
+    conv = VAEConfig(latent_dim=2, encoder=nets_keras_encoder(), decoder=nets_keras_decoder())
+    assert VAEConfig.from_dict(conv.to_dict()) == conv
+
+
+def nets_keras_encoder():
+    from tinyvae.nets import keras_conv_encoder
+    return keras_conv_encoder(2)
+
+
+def nets_keras_decoder():
+    from tinyvae.nets import keras_conv_decoder
+    return keras_conv_decoder()
