@@ -30,6 +30,7 @@ from tinyvae.backend import get_backend
 from tinyvae.data import load_mnist, to_unit_interval
 from tinyvae.errors import TinyVAEError
 from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
+from tinyvae.explorer import EXPLORER_FILE, write_explorer
 from tinyvae.train import STREAM_PICTURES, TrainConfig, fit
 
 N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
@@ -164,6 +165,9 @@ def write_pictures(params, config, backend, x_test, y_test, epochs, out: Path) -
             written.append(plots.manifold(decode, n, out / f"manifold_{n}x{n}.png"))
     z = z_mean(backend.asarray(x_test))                                # (M, L)
     written.append(plots.latent_scatter(z, y_test, out / "latent_scatter.png"))
+    if config.latent_dim == 2:                     # the interactive page (tinyvae/explorer.py)
+        written.append(write_explorer(out / EXPLORER_FILE, params, config, z, y_test,
+                                      caption=f"MNIST, {len(epochs)} epochs"))
     return [Path(p) for p in written]
 
 
