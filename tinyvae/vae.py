@@ -144,9 +144,17 @@ class VAEConfig:
             return self.decoder
         return mlp(self.dec_hidden, self.input_dim, self.activation)
 
+    def networks(self) -> tuple:
+        """(prefix, layers, input size, output size, what the output is) of each network."""
+        D, L, K = self.input_dim, self.latent_dim, self.n_classes
+        return (("enc", self.encoder_layers, D + K, 2 * L, "2 * latent_dim (mu and logvar)"),
+                ("dec", self.decoder_layers, L + K, D, "input_dim"))
+
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("encoder", "decoder"):
+        for name in ("encoder", "decoder", "classifier"):
+            if name not in d:
+                continue
             if d[name] is not None:
                 d[name] = [layer_to_dict(layer) for layer in d[name]]
         return d
@@ -168,21 +176,18 @@ class VAEConfig:
 
 
 @functools.lru_cache(maxsize=64)
-def _param_shapes(config: VAEConfig) -> tuple:
-    D, L, K = config.input_dim, config.latent_dim, config.n_classes
-    enc = net_param_shapes(config.encoder_layers, (D + K,), "enc")
-    dec = net_param_shapes(config.decoder_layers, (L + K,), "dec")
-    for name, layers, in_dim, want in (("encoder", config.encoder_layers, D + K, 2 * L),
-                                       ("decoder", config.decoder_layers, L + K, D)):
+def _param_shapes(config) -> tuple:
+    shapes = {}
+    for prefix, layers, in_dim, out_dim, what in config.networks():
+        name = {"enc": "encoder", "dec": "decoder", "cls": "classifier"}.get(prefix, prefix)
         out = output_shape(layers, (in_dim,), name)
-        if out != (want,):
-            what = "2 * latent_dim (mu and logvar)" if name == "encoder" else "input_dim"
-            raise InputError(f"{name} ends in {out} but {what} is {want}: make its last layer "
-                             f"Dense({want}) (after Flatten() for images); conv strides must divide "
+        if out != (out_dim,):
+            raise InputError(f"{name} ends in {out} but {what} is {out_dim}: make its last layer "
+                             f"Dense({out_dim}) (after Flatten() for images); conv strides must divide "
                              f"the image side")
-    shapes = {**enc, **dec}
+        shapes.update(net_param_shapes(layers, (in_dim,), prefix))
     if config.likelihood == "gaussian" and config.gaussian_logvar is None:
-        shapes["dec.logvar"] = (D,)
+        shapes["dec.logvar"] = (config.input_dim,)
     return tuple(shapes.items())
 
 
@@ -194,7 +199,7 @@ def param_shapes(config: VAEConfig) -> dict:
 def _layer_activations(config: VAEConfig) -> dict:
     """{'enc.0': 'relu', ...}: the activation after each layer with parameters."""
     return {f"{prefix}.{i}": layer.activation
-            for prefix, layers in (("enc", config.encoder_layers), ("dec", config.decoder_layers))
+            for prefix, layers, *_ in config.networks()
             for i, layer in enumerate(layers) if layer.PARAMS}
 
 

@@ -1,0 +1,150 @@
+"""M2, the semi-supervised VAE of Kingma, Rezende, Mohamed & Welling (2014).
+
+Three networks: a classifier q(y | x), an encoder q(z | x, y) and a decoder
+p(x | y, z) (the conditional VAE of vae.py, so n_classes = K > 0). With
+L(x, y) the conditional negative ELBO, -ELBO(x, y) = recon + KL, per image:
+
+    labelled   (x, y):  L(x, y)
+    unlabelled x:       U(x) = sum_y q(y | x) L(x, y) - H(q(y | x))
+    loss = mean_l L(x_l, y_l) + mean_u U(x_u) + alpha * mean_l [-log q(y_l | x_l)]
+
+(p(y) uniform: its constant log K is left out of L, as it has no gradient.)
+The unlabelled sum runs over every class by stacking rows: each labelled
+image is one row with its label, each unlabelled image K rows, one per class,
+so one pass of the shared per-image pair (vae.neg_elbo_forward/backward)
+gives every L(x, y), and the rows then get their weights.
+Derivation: docs/gradients.md#m2
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backend import device_of, namespace_of
+from .errors import InputError
+from .layers import log_softmax_backward, log_softmax_forward, one_hot
+from .nets import layer_from_dict, mlp, net_backward, net_forward
+from .vae import VAEConfig, _beta, _check_array, _sizes, check_batch, neg_elbo_backward, neg_elbo_forward
+
+
+@dataclass(frozen=True)
+class M2Config(VAEConfig):
+    """A conditional VAEConfig (n_classes = K, default 10) plus the classifier q(y | x) and alpha.
+
+    classifier: layer specs mapping (D,) to (K,) logits; None: the MLP of
+    cls_hidden with `activation`, ending in Dense(K).
+    alpha: weight of the labelled cross-entropy, per labelled image (the paper
+    uses 0.1 N for its summed objective; with means, see docs/semi_supervised.md).
+    """
+
+    n_classes: int = 10
+    cls_hidden: tuple = (500,)
+    classifier: tuple | None = None
+    alpha: float = 0.1
+
+    def __post_init__(self):
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int) or self.n_classes < 2:
+            raise InputError(f"M2 needs n_classes >= 2, got {self.n_classes!r}")
+        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0 and self.alpha == self.alpha):
+            raise InputError(f"alpha must be a number >= 0, got {self.alpha!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "cls_hidden", _sizes(self.cls_hidden, "cls_hidden"))
+        if self.classifier is not None:
+            object.__setattr__(self, "classifier", tuple(layer_from_dict(d) for d in self.classifier))
+        super().__post_init__()
+
+    @property
+    def classifier_layers(self) -> tuple:
+        if self.classifier is not None:
+            return self.classifier
+        return mlp(self.cls_hidden, self.n_classes, self.activation)
+
+    def networks(self) -> tuple:
+        return super().networks() + (("cls", self.classifier_layers, self.input_dim, self.n_classes,
+                                      "n_classes (the logits)"),)
+
+
+@dataclass
+class M2Parts:
+    """The loss and its three parts, nats per image (0-d backend arrays).
+
+    labelled: mean_l L(x_l, y_l); unlabelled: mean_u U(x_u); ce: mean_l -log q(y_l | x_l).
+    loss = labelled + unlabelled + alpha * ce.
+    """
+
+    loss: object
+    labelled: object
+    unlabelled: object
+    ce: object
+
+
+def classify(params, x, config: M2Config):
+    """log q(y | x), (N, K)."""
+    logits, _ = net_forward(params, "cls", config.classifier_layers, x)
+    return log_softmax_forward(logits)[0]
+
+
+def rows(x_l, y_l, x_u, K):
+    """The stacked rows: (X, Y), each labelled image with its label, then each unlabelled image K times.
+
+    Shapes: x_l (Nl, D), y_l (Nl,) ints, x_u (Nu, D) -> X (Nl + Nu K, D), Y (Nl + Nu K, K) one-hot.
+    Row Nl + u K + k is unlabelled image u with class k.
+    """
+    xp = namespace_of(x_l)
+    Nu = x_u.shape[0]
+    eye = one_hot(xp.arange(K, device=device_of(x_l)), K, like=x_l)         # (K, K)
+    X = xp.concat([x_l, xp.repeat(x_u, K, axis=0)], axis=0)                  # (R, D)
+    Y = xp.concat([one_hot(y_l, K, like=x_l), xp.tile(eye, (Nu, 1))], axis=0)  # (R, K)
+    return X, Y
+
+
+def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0, check_values=True):
+    """M2 on a labelled batch (x_l, y_l) and an unlabelled batch x_u, and every parameter gradient.
+
+    loss = mean_l L(x_l, y_l) + mean_u [sum_y pi_uy (L(x_u, y) + log pi_uy)] + alpha mean_l [-log pi_l,y_l],
+    pi = q(y | x), L = recon + beta KL. Shapes: x_l (Nl, D), y_l (Nl,) integer
+    labels, x_u (Nu, D), eps (Nl + Nu K, L), one row per stacked row (see `rows`).
+    Returns (M2Parts, grads). Derivation: docs/gradients.md#m2
+    """
+    _check_array(eps, "eps")
+    _check_array(y_l, "y_l")
+    K = config.n_classes
+    X, Y = rows(x_l, y_l, x_u, K)
+    check_batch(X, params, config, eps, check_values, Y)
+    beta = _beta(beta)
+    xp = namespace_of(x_l)
+    Nl, Nu = x_l.shape[0], x_u.shape[0]
+    if Nl < 1 or Nu < 1:
+        raise InputError(f"M2 needs labelled and unlabelled images, got {Nl} and {Nu}: pass at least one of each")
+
+    # ---------------- forward, top to bottom ----------------
+    # 1. classifier: log q(y | x) on both batches                      (Nl + Nu, K)
+    logits, cls_caches = net_forward(params, "cls", config.classifier_layers, xp.concat([x_l, x_u], axis=0))
+    log_pi, sm_cache = log_softmax_forward(logits)
+    log_pi_l, log_pi_u = log_pi[:Nl, :], log_pi[Nl:, :]                 # (Nl, K), (Nu, K)
+    pi_u = xp.exp(log_pi_u)                                              # (Nu, K)
+    # 2. every row's conditional -ELBO (rows stacked above), beta-weighted   (R,)
+    recon, kl, elbo_cache = neg_elbo_forward(params, X, eps, config, Y)
+    L_row = recon + beta * kl
+    L_l, L_u = L_row[:Nl], xp.reshape(L_row[Nl:], (Nu, K))              # (Nl,), (Nu, K)
+    # 3. the three terms; the entropy from log pi, never 0 * log 0
+    labelled = xp.mean(L_l)
+    unlabelled = xp.mean(xp.sum(pi_u * (L_u + log_pi_u), axis=1))        # E_q[L] - H(q)
+    Y_l = Y[:Nl, :]                                                      # (Nl, K)
+    ce = -xp.mean(xp.sum(Y_l * log_pi_l, axis=1))
+    # 4. loss
+    loss = labelled + unlabelled + config.alpha * ce
+
+    # ---------------- backward, bottom to top ----------------
+    # undo 4 and 3: each row's weight on its L, and dloss/dlog pi
+    #   labelled row: 1/Nl; unlabelled row (u, y): pi_uy / Nu
+    w = xp.concat([xp.full((Nl,), 1.0 / Nl, dtype=x_l.dtype, device=device_of(x_l)),
+                   xp.reshape(pi_u, (-1,)) / Nu])                        # (R,)
+    #   d[pi (L + log pi)]/dlog pi = pi (L + log pi) + pi, as pi = e^{log pi}
+    dlog_pi_u = pi_u * (L_u + log_pi_u + 1.0) / Nu                       # (Nu, K)
+    dlog_pi_l = -config.alpha * Y_l / Nl                                 # (Nl, K)
+    # undo 2: every row's chain, recon weighted by w and KL by beta w; fills enc.*, dec.*
+    grads = neg_elbo_backward(w, w if beta == 1.0 else beta * w, elbo_cache, config)
+    # undo 1: the log-softmax, then the classifier; its input is data; fills cls.*
+    dlogits = log_softmax_backward(xp.concat([dlog_pi_l, dlog_pi_u], axis=0), sm_cache)
+    net_backward(dlogits, cls_caches, "cls", config.classifier_layers, grads, need_dx=False)
+    return M2Parts(loss, labelled, unlabelled, ce), grads
