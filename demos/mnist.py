@@ -8,34 +8,30 @@
 Per epoch it prints the train and test negative ELBO (nats per image, the test
 one split into reconstruction + KL) and the seconds the epoch took; at the end,
 the importance-weighted estimate of -log p(x) on the first --iw-images test
-images. Errors the user can fix are one line on stderr, exit status 2.
+images. Errors the user can fix are one line on stderr, exit status 2; Ctrl-C
+is one line saying which epochs are saved, exit status 130 (demos/common.py).
 """
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from pathlib import Path
 
-# Run the code of the checkout this script lives in, even when another copy of
-# tinyvae is installed (or none is).
-_CHECKOUT = Path(__file__).resolve().parents[1]
-if (_CHECKOUT / "tinyvae" / "__init__.py").is_file():
-    sys.path.insert(0, str(_CHECKOUT))
-
 from tqdm import tqdm
 
+# common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
+from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
 from tinyvae import plots
 from tinyvae.backend import get_backend
-from tinyvae.data import load_mnist, to_unit_interval
-from tinyvae.errors import TinyVAEError
-from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
+from tinyvae.checkpoint import prepare_out_dir
 from tinyvae.explorer import EXPLORER_FILE, write_explorer
-from tinyvae.train import STREAM_PICTURES, TrainConfig, fit
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
 
 N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
 N_SAMPLES = 64           # prior samples, an 8 x 8 grid
 MANIFOLD_SIZES = (15, 30)
+PICTURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png",
+            *(f"manifold_{n}x{n}.png" for n in MANIFOLD_SIZES))
 
 
 # ---------------------------------------------------------------------------
@@ -43,58 +39,20 @@ MANIFOLD_SIZES = (15, 30)
 # ---------------------------------------------------------------------------
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (exit 2), like every other error."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def _int_at_least(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="demos/mnist.py",
-        description="Train the tinyvae VAE on MNIST. Defaults: the PyTorch example "
-                    "(784-400-20, ReLU, its nn.Linear initialisation, batch 128, Adam lr 1e-3, "
-                    "10 epochs, continuous pixels).")
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
-                   help="array library: numpy (CPU) or cupy (GPU); default %(default)s")
-    p.add_argument("--epochs", type=_int_at_least(1), default=10, metavar="N",
-                   help="train until N epochs are done, counting resumed ones; default %(default)s")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=128, metavar="B",
-                   help="default %(default)s")
-    p.add_argument("--latent-dim", type=_int_at_least(1), default=20, metavar="L",
+def build_parser():
+    p = one_line_parser(
+        "demos/mnist.py",
+        "Train the tinyvae VAE on MNIST. Defaults: the PyTorch example (784-400-20, ReLU, its "
+        "nn.Linear initialisation, batch 128, Adam lr 1e-3, 10 epochs, continuous pixels).")
+    add_common_flags(p, out="runs/mnist")
+    p.add_argument("--latent-dim", type=int_at_least(1), default=20, metavar="L",
                    help="default %(default)s; with 2 the manifold pictures are drawn too")
-    p.add_argument("--hidden", type=_int_at_least(1), nargs="+", default=[400], metavar="H",
+    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
                    help="encoder hidden sizes, e.g. 400 or 512 256; the decoder mirrors them; "
                         "default 400")
-    p.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="Adam learning rate; default %(default)s")
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
                    help="p(x|z): bernoulli (cross-entropy, pixels in [0, 1]) or gaussian "
-                        "(learned variance per pixel); default %(default)s")
+                        "(learned variance per pixel: a density, see docs/elbo.md); default %(default)s")
     p.add_argument("--init", choices=INITS, default="pytorch",
                    help="initial weights: pytorch (nn.Linear's default, uniform +-1/sqrt(fan_in), "
                         "as in the PyTorch example) or glorot_he (He for ReLU layers, Glorot for "
@@ -102,24 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binarize", action="store_true",
                    help="resample training pixels as Bernoulli(x) every epoch "
                         "(the test set is binarized once)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="default %(default)s")
-    p.add_argument("--out", type=Path, default=Path("runs/mnist"), metavar="DIR",
-                   help="output directory: checkpoint.npz, metrics.json, *.png; "
-                        "default %(default)s")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="directory holding the four MNIST IDX files; "
-                        "without it: the cache, then a download")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from DIR/checkpoint.npz of --out (same settings required)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run even if --out already holds a checkpoint (it is replaced)")
-    p.add_argument("--iw-k", type=_int_at_least(0), default=100, metavar="K",
+    p.add_argument("--iw-k", type=int_at_least(0), default=100, metavar="K",
                    help="importance samples per image for the -log p(x) estimate, "
-                        "0 to skip it; default %(default)s")
-    p.add_argument("--iw-images", type=_int_at_least(1), default=10000, metavar="N",
+                        "0 to skip it; any K fits in memory; default %(default)s")
+    p.add_argument("--iw-images", type=int_at_least(1), default=10000, metavar="N",
                    help="test images (the first N) in the -log p(x) estimate; default %(default)s")
-    p.add_argument("--limit", type=_int_at_least(1), default=None, metavar="N",
-                   help="train on the first N training images only, for quick runs")
     return p
 
 
@@ -128,8 +73,7 @@ def configs_from_args(args):
     config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden),
                        dec_hidden=tuple(reversed(args.hidden)), latent_dim=args.latent_dim,
                        activation="relu", likelihood=args.likelihood, init=args.init)
-    tconfig = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          seed=args.seed, binarize=args.binarize, iw_k=args.iw_k,
+    tconfig = TrainConfig(**train_config_kwargs(args), binarize=args.binarize, iw_k=args.iw_k,
                           iw_images=args.iw_images)
     return config, tconfig
 
@@ -185,10 +129,10 @@ def print_epoch(record: dict):
 
 def run(args) -> int:
     config, tconfig = configs_from_args(args)
-    backend = get_backend(args.backend, seed=args.seed)   # fails fast, before any data is read
-    mnist = load_mnist(data_dir=args.data_dir)
-    x_train = to_unit_interval(mnist.x_train[:args.limit])
-    x_test = to_unit_interval(mnist.x_test)
+    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
+    check_memory(config, tconfig, backend)                # a model too large for this machine,
+    prepare_out_dir(args.out, PICTURES)                   # an --out that cannot hold the run
+    x_train, _, x_test, y_test = mnist(args)
     print(f"tinyvae on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
           f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, "
           f"{config.likelihood}{', binarized' if tconfig.binarize else ''}, "
@@ -196,33 +140,24 @@ def run(args) -> int:
     result = fit(x_train, x_test, config, tconfig, backend, args.out, resume=args.resume,
                  overwrite=args.overwrite, on_epoch=print_epoch)
     m = result.metrics
-    if not m["epochs"]:
-        return 0
     print(f"test -ELBO {m['test_neg_elbo']:.2f} nats/image "
           f"(recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})")
     if "test_iw_nll" in m:
         print(f"test -log p(x) ~= {m['test_iw_nll']:.2f} nats/image "
               f"(importance-weighted, k={m['iw_k']}, first {m['iw_images']} test images)")
-    pictures = write_pictures(result.params, config, backend, x_test, mnist.y_test,
-                              m["epochs"], Path(args.out))
+    try:
+        pictures = write_pictures(result.params, config, backend, x_test, y_test,
+                                  m["epochs"], Path(args.out))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while drawing the pictures: all {len(m['epochs'])} epochs "
+                          f"and metrics.json are saved in {args.out}; --resume draws them "
+                          "again") from None
     print(f"wrote {args.out}/: checkpoint.npz, metrics.json, "
           + ", ".join(p.name for p in pictures))
     return 0
 
 
-def main(argv=None) -> int:
-    """The command line: parse flags, train, report. Returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except TinyVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: finished epochs are saved in {args.out}/checkpoint.npz; "
-              "continue with --resume", file=sys.stderr)
-        return 130
-
+main = main_wrapper(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

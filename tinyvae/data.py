@@ -276,6 +276,9 @@ def _find_idx_file(data_dir: Path, name: str) -> Path:
 
 def _load_from_dir(data_dir: Path) -> MNIST:
     """MNIST from the four IDX files in `data_dir`; an error names any bad file."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} is a file, not a directory: pass the directory "
+                        "that holds the four MNIST IDX files")
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist: " + HOW_TO_SUPPLY)
     arrays = []
@@ -392,10 +395,17 @@ def _load_from_mirrors(cache_dir: Path, progress: bool) -> MNIST:
             except DataError as e:
                 dead.add(mirror)
                 reasons.append(str(e))
-                _say(f"MNIST: mirror failed, {e}", progress)
+                reason = str(e).removeprefix(f"{mirror}{name}: ")
+                _say(f"MNIST: {_host(mirror)} could not serve {name} ({reason}); "
+                     "trying the next source", progress)
         else:
             raise DataError(f"no mirror served {name} ({'; '.join(reasons)})")
     return _load_from_dir(cache_dir)
+
+
+def _host(url: str) -> str:
+    """The host part of a URL: 'storage.googleapis.com'."""
+    return url.split("://", 1)[-1].split("/", 1)[0]
 
 
 # ---- source 4: the copy on PyPI ---------------------------------------------

@@ -1,7 +1,7 @@
-"""Training and evaluation: minibatches, Adam, the test -ELBO, log p(x), checkpoints.
+"""Training and evaluation: minibatches, Adam, the test -ELBO, log p(x), and a run that fails cleanly.
 
-This is the edge, not the core: it only calls model.loss_and_grads and
-model.neg_elbo_terms / iw_log_px, and keeps the bookkeeping (shuffling, progress
+This is the edge, not the core: it only calls vae.loss_and_grads and
+vae.neg_elbo_terms / iw_log_px, and keeps the bookkeeping (shuffling, progress
 bar, timing, files) out of the math.
 
     config, tconfig = VAEConfig(), TrainConfig(epochs=10, seed=0)
@@ -19,30 +19,51 @@ everything needed to continue: on NumPy a resumed run gives bitwise the same
 numbers as an uninterrupted one. init_params draws from the bare stream
 (seed,), which no other step uses.
 
-Files in the output directory, each written atomically (temporary file, fsync,
-os.replace), so a crash leaves the previous version, never half a file:
+Files in the output directory (tinyvae.checkpoint), each written atomically:
 
     checkpoint.npz   parameters, Adam state, and a JSON "meta" record
     metrics.json     config, backend, per-epoch numbers, final test numbers
+
+How a run ends when something goes wrong, one mechanism each:
+
+- before any training, the memory the model needs and the output folder
+  (checkpoint.prepare_out_dir, which also removes dead runs' temp files) are
+  checked: a problem is one line, and nothing has been trained in vain;
+- an epoch whose numbers or weights are not finite stops the run with
+  DivergenceError; it is never saved, so the last good checkpoint stays;
+- a failed write is checkpoint.OutputError, and the file it would have
+  replaced is unchanged;
+- Ctrl-C becomes Interrupted, whose message says which epochs are saved.
 """
 from __future__ import annotations
 
-import json
 import math
+import numbers
 import os
 import sys
 import time
-import zipfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from .errors import CheckpointError, InputError
-from .vae import VAEConfig, check_batch, init_params, iw_log_px, loss_and_grads, neg_elbo_terms
+from .checkpoint import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    OutputError,
+    check_checkpoint,
+    check_resumable,
+    checkpoint_bytes,
+    format_bytes,
+    load_checkpoint,
+    prepare_out_dir,
+    save_checkpoint,
+    write_json,
+)
+from .errors import CheckpointError, InputError, TinyVAEError
 from .optim import Adam
+from .vae import VAEConfig, check_batch, init_params, iw_log_px, loss_and_grads, neg_elbo_terms, param_shapes
 
 # The random streams of a run, as backend.reseed(*stream) arguments.
 STREAM_TRAIN = 1          # (STREAM_TRAIN, epoch): shuffle, binarization, eps; epoch = 1, 2, ...
@@ -51,11 +72,17 @@ STREAM_IW = 3             # the importance samples of the log p(x) estimate
 STREAM_BINARIZE_TEST = 4  # the one fixed binarization of the test set
 STREAM_PICTURES = 5       # prior samples for the pictures (used by demos/mnist.py)
 
-CHECKPOINT_FILE = "checkpoint.npz"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_FORMAT = 1
+PROGRESS_EVERY = 25      # steps between progress-bar updates (each one waits for the device)
+IW_CHUNK_FLOATS = 1 << 22  # the importance samples are drawn in chunks of at most this many
+                           # floats per layer output (16 MB in float32), so any k fits in memory
 
-PROGRESS_EVERY = 25  # steps between progress-bar updates (each one waits for the device)
+
+class DivergenceError(TinyVAEError, FloatingPointError):
+    """Training produced NaN or inf: the loss, the test numbers, or the weights themselves."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during fit; its message says which epochs are saved and how to go on."""
 
 
 # ---------------------------------------------------------------------------
@@ -83,22 +110,30 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self):
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
-                    "eval_batch_size": self.eval_batch_size}
-        for name, value in positive.items():
-            if int(value) != value or value < 1:
-                raise InputError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        for name, value in {"iw_k": self.iw_k, "iw_images": self.iw_images, "seed": self.seed}.items():
-            if int(value) != value or value < 0:
-                raise InputError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"TrainConfig.lr must be a positive number, got {self.lr!r}")
+        for name, low in {"epochs": 1, "batch_size": 1, "eval_batch_size": 1,
+                          "iw_k": 0, "iw_images": 0, "seed": 0}.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                kind = "a positive integer" if low == 1 else "an integer >= 0"
+                raise InputError(f"TrainConfig.{name} must be {kind}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        lr = self.lr
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+            raise InputError(f"TrainConfig.lr must be a positive number, got {lr!r}")
+        object.__setattr__(self, "lr", float(lr))
+        if not isinstance(self.binarize, bool):
+            raise InputError(f"TrainConfig.binarize must be True or False, got {self.binarize!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise InputError(f"a TrainConfig record must be a dict, got {type(d).__name__}")
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown TrainConfig fields {sorted(unknown)}")
         return cls(**d)
 
 
@@ -180,134 +215,98 @@ def evaluate(params, x, backend, config: VAEConfig, batch_size=1000) -> dict:
     return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
 
-def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500) -> float:
+def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500, progress=None) -> float:
     """Importance-weighted estimate of -log p(x), nats per image, averaged over `x`.
 
     -log p(x_n) ~= -log (1/k) sum_j p(x_n | z_j) p(z_j) / q(z_j | x_n),  z_j ~ q(z | x_n)
-    (model.iw_log_px, log-sum-exp stable). It is never above the -ELBO in
+    (vae.iw_log_px, log-sum-exp stable). It is never above the -ELBO in
     expectation, and tends to -log p(x) as k grows. eps from STREAM_IW.
 
-    Shapes: x (N, D) on the backend; eps drawn (k, B, L) per batch. Returns a float.
+    Any k runs in bounded memory: the k samples of a batch are drawn in chunks
+    along k, one after another from the same stream (so the chunks are the rows
+    of the one (k, B, L) draw), and the chunks' log-sums are combined exactly:
+    log sum_j w_j = logaddexp over chunks c of (iw_log_px_c + log k_c), then
+    minus log k for the mean. A chunk holds at most IW_CHUNK_FLOATS floats per
+    layer output. docs/elbo.md#importance-weighting
+
+    Shapes: x (N, D) on the backend; eps drawn (k_c, B, L) per chunk. Returns a float.
     """
     xp = backend.xp
-    n = x.shape[0]
+    n, L = x.shape[0], config.latent_dim
+    widest = max([config.input_dim, *(s[-1] for s in param_shapes(config).values())])
     backend.reseed(STREAM_IW)
+    batches = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    chunk = [max(1, min(k, IW_CHUNK_FLOATS // ((stop - start) * widest))) for start, stop in batches]
     total = backend.zeros(())
-    for start in range(0, n, batch_size):
-        xb = x[start:min(start + batch_size, n), :]                                # (B, D)
-        eps = backend.normal((k, xb.shape[0], config.latent_dim))         # (k, B, L)
-        total = total + xp.sum(iw_log_px(params, xb, eps, config))        # sum of (B,)
+    with tqdm(total=sum(-(-k // c) for c in chunk), desc=f"log p(x), k={k}", unit="chunk", leave=False,
+              disable=None if progress is None else not progress, file=sys.stderr) as bar:
+        for (start, stop), c in zip(batches, chunk):
+            xb = x[start:stop, :]                                          # (B, D)
+            log_sum = None                                                 # log sum_j w_j so far, (B,)
+            for j in range(0, k, c):
+                kc = min(c, k - j)
+                eps = backend.normal((kc, stop - start, L))                # rows j..j+kc of (k, B, L)
+                part = iw_log_px(params, xb, eps, config) + math.log(kc)   # log sum over the chunk
+                log_sum = part if log_sum is None else xp.logaddexp(log_sum, part)
+                bar.update(1)
+            total = total + xp.sum(log_sum - math.log(k))                  # log mean_j w_j, summed
     return -float(total) / n
 
 
 # ---------------------------------------------------------------------------
-# Files: atomic writes, the checkpoint, metrics.json
+# Before training: the memory the model needs
 # ---------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write):
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it to `path`.
-
-    os.replace is atomic within one directory: readers see the old file or the
-    new one, never a half-written one, even if the process dies mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _host_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the OS does not say."""
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # still there only if something failed
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
-def write_json(path, obj):
-    """Write `obj` as indented JSON to `path`, atomically."""
-    text = json.dumps(obj, indent=2, allow_nan=True) + "\n"
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+def memory_needed(config: VAEConfig, tconfig: TrainConfig, itemsize: int) -> int:
+    """About how many bytes training holds at once, counted from the shapes alone (nothing allocated).
 
-
-def save_checkpoint(path, params: dict, optimizer: Adam, meta: dict, backend):
-    """Save parameters, Adam state and `meta` (JSON-able) to an .npz file, atomically.
-
-    Arrays: "param/<name>", "adam.m/<name>", "adam.v/<name>" (host NumPy copies);
-    "meta": one JSON string holding `meta` plus the Adam step count t.
-    No pickles: load_checkpoint reads it with allow_pickle=False.
+    4 copies of every parameter (the weights, their gradients, Adam's m and v),
+    plus each layer's output for the larger of the two batch sizes, kept for
+    the backward and its gradient (3 copies). For dense layers this is close;
+    for conv layers, whose outputs are larger than their kernels, a lower bound.
     """
-    state = optimizer.state_dict()
-    arrays = {f"param/{k}": backend.to_numpy(p) for k, p in params.items()}
-    arrays.update({f"adam.m/{k}": backend.to_numpy(a) for k, a in state["m"].items()})
-    arrays.update({f"adam.v/{k}": backend.to_numpy(a) for k, a in state["v"].items()})
-    record = {"format": CHECKPOINT_FORMAT, **meta, "adam": {"t": state["t"], "lr": optimizer.lr}}
-    arrays["meta"] = np.array(json.dumps(record))
-    _atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+    shapes = param_shapes(config)
+    n_params = sum(math.prod(s) for s in shapes.values())
+    units = config.input_dim + sum(s[-1] for name, s in shapes.items() if name.endswith(".W"))
+    batch = max(tconfig.batch_size, tconfig.eval_batch_size)
+    return itemsize * (4 * n_params + 3 * batch * units)
 
 
-def load_checkpoint(path, backend):
-    """Read a checkpoint written by save_checkpoint: (params, adam_state, meta).
+def check_memory(config: VAEConfig, tconfig: TrainConfig, backend):
+    """Refuse, in one line naming the bytes, a model that cannot fit in this machine's memory.
 
-    Arrays come back on `backend`, in its dtype; adam_state is what
-    Adam.load_state_dict takes. A missing, truncated or foreign file raises
-    CheckpointError, never a zipfile or NumPy traceback.
+    On the CPU backends the need is held against the physical memory before
+    anything is allocated (so an impossible size never reaches the allocator,
+    which might otherwise promise it and let the OOM killer end the run). A GPU
+    reports its own out-of-memory error at the first allocation.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: run without --resume to start a new run there")
-    try:
-        if not zipfile.is_zipfile(path):
-            raise ValueError("not an .npz (zip) file")
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"][()]))
-            arrays = {key: np.array(f[key]) for key in f.files if key != "meta"}
-        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"unknown checkpoint format {meta.get('format')!r}")
-        params, m, v = {}, {}, {}
-        for key, a in arrays.items():
-            group, name = key.split("/", 1)
-            {"param": params, "adam.m": m, "adam.v": v}[group][name] = backend.asarray(a)
-        adam_state = {"t": int(meta["adam"]["t"]), "m": m, "v": v}
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError,
-            zipfile.BadZipFile, zlib.error) as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable or corrupt ({reason}): "
-            "delete it and start again without --resume, or use a new --out"
-        ) from None
-    return params, adam_state, meta
-
-
-def check_resumable(meta: dict, config: VAEConfig, tconfig: TrainConfig, data: dict, path):
-    """Raise CheckpointError naming every field where `meta` differs from this run.
-
-    Compared: the whole model config, RESUME_FIELDS of the train config, and
-    the data sizes. Anything else (epochs, evaluation settings) may change.
-    """
-    try:
-        theirs = VAEConfig.from_dict(meta["config"]).to_dict()
-        theirs_train = dict(meta["train_config"])
-        if not isinstance(meta["epochs"], list) or len(meta["epochs"]) != meta["epoch"]:
-            raise ValueError("the epoch history does not match the epoch count")
-    except (KeyError, TypeError, ValueError, InputError) as e:
-        raise CheckpointError(f"checkpoint {path} has no readable config or history "
-                              f"({e}): use a new --out") from None
-    pairs = [(k, theirs.get(k), v) for k, v in config.to_dict().items()]
-    pairs += [(k, theirs_train.get(k), getattr(tconfig, k)) for k in RESUME_FIELDS]
-    pairs += [(k, meta.get("data", {}).get(k), v) for k, v in data.items()]
-    diffs = [f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in pairs if a != b]
-    if diffs:
-        raise CheckpointError(
-            f"checkpoint {path} is from another configuration ({'; '.join(diffs)}): "
-            "resume with the same settings, or pass a new --out to start a new run"
+    if backend.name == "cupy":
+        return
+    have = _host_memory()
+    itemsize = 8 if backend.dtype_name == "float64" else 4
+    need = memory_needed(config, tconfig, itemsize)
+    if have is not None and need > have:
+        n_params = sum(math.prod(s) for s in param_shapes(config).values())
+        raise InputError(
+            f"the model has {n_params:,} parameters: training it needs about {format_bytes(need)} of memory "
+            f"(weights, gradients and Adam's two moments in {backend.dtype_name}, and the layer "
+            f"outputs of a batch), more than this machine's {format_bytes(have)}: use smaller layers "
+            "(--hidden, --latent-dim) or a smaller --batch-size"
         )
 
 
 # ---------------------------------------------------------------------------
 # The whole run
 # ---------------------------------------------------------------------------
-
 
 @dataclass
 class FitResult:
@@ -319,10 +318,11 @@ class FitResult:
 
 def prepare_data(x, backend, config: VAEConfig, params, name: str):
     """A host (N, D) array in [0, 1] onto the backend, in its dtype, values checked once."""
-    x = backend.asarray(np.asarray(x))
-    if not backend.xp.isdtype(x.dtype, "real floating"):
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
         raise InputError(f"{name} has dtype {x.dtype}: pass float pixels in [0, 1] "
                          "(uint8 images: tinyvae.data.to_unit_interval)")
+    x = backend.asarray(x)
     try:
         check_batch(x, params, config, check_values=True)
     except InputError as e:
@@ -330,14 +330,31 @@ def prepare_data(x, backend, config: VAEConfig, params, name: str):
     return x
 
 
+def _n_images(x, name) -> int:
+    """N of an (N, D) array, or InputError naming it."""
+    shape = np.shape(x)
+    if len(shape) != 2:
+        raise InputError(f"{name} has shape {shape}, expected (N, D): one flattened image per row")
+    return int(shape[0])
+
+
 def _start(config, tconfig, backend, ckpt_path, data, resume):
-    """(params, Adam, finished epochs): fresh ones, or those saved in the checkpoint."""
+    """(params, Adam, finished epochs): fresh ones, or those saved in the checkpoint, all checked."""
     if not resume:
         backend.reseed()                      # init_params draws from stream (seed,)
         params = init_params(config, backend)
         return params, Adam(params, lr=tconfig.lr), []
     params, adam_state, meta = load_checkpoint(ckpt_path, backend)
-    check_resumable(meta, config, tconfig, data, ckpt_path)
+    check_resumable(meta, config, {k: getattr(tconfig, k) for k in RESUME_FIELDS}, data, ckpt_path)
+    check_checkpoint({"param": params, "adam.m": adam_state["m"], "adam.v": adam_state["v"]},
+                     param_shapes(config), ckpt_path)
+    done = meta["epoch"]
+    if done > tconfig.epochs:
+        raise CheckpointError(
+            f"{ckpt_path} already holds {done} epochs, more than the {tconfig.epochs} asked for "
+            f"(--epochs): pass --epochs {done + 1} or more to train on, or --epochs {done} to "
+            "redo only the final evaluation"
+        )
     optimizer = Adam(params, lr=tconfig.lr)
     optimizer.load_state_dict(adam_state)
     return params, optimizer, list(meta["epochs"])
@@ -365,6 +382,71 @@ def _metrics(config, tconfig, backend, data, epochs, iw=None) -> dict:
     return out
 
 
+EPOCH_NUMBERS = ("train_neg_elbo", "train_recon", "train_kl", "test_neg_elbo", "test_recon", "test_kl")
+
+
+def _train_and_test(params, optimizer, x_train, x_test, backend, config, tconfig, epoch, progress):
+    """One epoch of training, then the test -ELBO: the epoch's metrics.json record."""
+    backend.synchronize()
+    t0 = time.perf_counter()
+    train = train_epoch(params, optimizer, x_train, backend, config, tconfig, epoch, progress)
+    backend.synchronize()
+    t1 = time.perf_counter()
+    test = evaluate(params, x_test, backend, config, tconfig.eval_batch_size)
+    return _epoch_record(epoch, train, test, t1 - t0, time.perf_counter() - t1)
+
+
+def _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path) -> dict:
+    """The importance-weighted -log p(x) of the first iw_images test images, for metrics.json."""
+    x_iw = x_test[:min(tconfig.iw_images, x_test.shape[0]), :]
+    nll = iw_nll(params, x_iw, backend, config, tconfig.iw_k, progress=progress)
+    if not math.isfinite(nll):
+        raise DivergenceError(f"the -log p(x) estimate came out {nll} although the weights are "
+                              f"finite: {_saved_phrase(saved, ckpt_path)}; skip the estimate with --iw-k 0")
+    return {"test_iw_nll": nll, "iw_k": tconfig.iw_k, "iw_images": int(x_iw.shape[0])}
+
+
+def _state_arrays(params, optimizer) -> list:
+    """Every array a checkpoint saves: the parameters and Adam's m and v."""
+    state = optimizer.state_dict()
+    return [*params.values(), *state["m"].values(), *state["v"].values()]
+
+
+def _all_finite(backend, arrays) -> bool:
+    """Whether every entry of every array is finite (one device read per array)."""
+    xp = backend.xp
+    return all(bool(xp.all(xp.isfinite(a))) for a in arrays)
+
+
+def _saved_phrase(saved: int, ckpt_path) -> str:
+    """'epoch 1 is saved in DIR/checkpoint.npz' / 'epochs 1-3 are saved in ...'."""
+    which = "epoch 1 is" if saved == 1 else f"epochs 1-{saved} are"
+    return f"{which} saved in {ckpt_path}"
+
+
+def _diverged(epoch, record, weights_finite, saved, ckpt_path, had_checkpoint, lr) -> DivergenceError:
+    numbers_ = f"train -ELBO {record['train_neg_elbo']:.4g}, test -ELBO {record['test_neg_elbo']:.4g}"
+    what = numbers_ if weights_finite else numbers_ + ", and the weights are NaN or inf"
+    kept = (f"the last good checkpoint ({_saved_phrase(saved, ckpt_path)}) is kept" if saved
+            else "nothing of this run was saved")
+    again = " and --overwrite (or a new --out)" if saved or had_checkpoint else ""
+    return DivergenceError(f"training diverged in epoch {epoch} ({what}): {kept}; start again with a "
+                           f"smaller learning rate than {lr:g} (--lr){again}")
+
+
+def _interrupted(phase, epoch, saved, ckpt_path, had_checkpoint) -> Interrupted:
+    if phase == "iw":
+        return Interrupted(f"interrupted during the final -log p(x) estimate: "
+                           f"{_saved_phrase(saved, ckpt_path)}; --resume computes the estimate again")
+    if saved:
+        return Interrupted(f"interrupted in epoch {epoch}: {_saved_phrase(saved, ckpt_path)}; "
+                           "continue with --resume")
+    earlier = (f"; the checkpoint of the earlier run in {ckpt_path.parent} is unchanged, so start "
+               "again with --overwrite" if had_checkpoint else "; start it again")
+    return Interrupted(f"interrupted in epoch {epoch}, before the first checkpoint: nothing of "
+                       f"this run was saved{earlier}")
+
+
 def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_dir,
         resume=False, overwrite=False, progress=None, on_epoch=None) -> FitResult:
     """Train for tconfig.epochs epochs, checkpointing and writing metrics.json after each.
@@ -376,14 +458,29 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     progress: True/False, or None for a bar only on a terminal. on_epoch(record)
     is called after each epoch. At the end, if tconfig.iw_k > 0, the
     importance-weighted -log p(x) of the first iw_images test images.
+
+    Fails in one line, before training: a bad setting, a model too large for
+    memory, an output folder that cannot be written (OutputError), a checkpoint
+    that does not fit. During training: DivergenceError (nothing non-finite is
+    saved), OutputError (a failed write; the previous files are unchanged),
+    Interrupted (Ctrl-C; says which epochs are saved).
     """
     if backend.seed != tconfig.seed:
         raise InputError(f"backend seed {backend.seed} differs from TrainConfig.seed {tconfig.seed}: "
                          "make it with get_backend(name, seed=tconfig.seed)")
-    out_dir = Path(out_dir)
-    ckpt_path = out_dir / CHECKPOINT_FILE
-    data = {"n_train": int(np.shape(x_train)[0]), "n_test": int(np.shape(x_test)[0])}
-    if not resume and not overwrite and ckpt_path.exists():
+    if resume and overwrite:
+        raise InputError("resume and overwrite contradict each other (--resume continues the "
+                         "checkpoint, --overwrite replaces it): pass only one")
+    data = {"n_train": _n_images(x_train, "x_train"), "n_test": _n_images(x_test, "x_test")}
+    check_memory(config, tconfig, backend)
+    itemsize = 8 if backend.dtype_name == "float64" else 4
+    ckpt_size = checkpoint_bytes(param_shapes(config), itemsize)
+    ckpt_path = Path(out_dir) / CHECKPOINT_FILE
+    old_size = ckpt_path.stat().st_size if ckpt_path.is_file() else 0
+    out_dir = prepare_out_dir(out_dir, (CHECKPOINT_FILE, METRICS_FILE),
+                              need_bytes=max(ckpt_size, 2 * ckpt_size - old_size))
+    had_checkpoint = ckpt_path.exists()
+    if not resume and not overwrite and had_checkpoint:
         raise CheckpointError(
             f"{out_dir} already holds a checkpoint from an earlier run: continue it with "
             "--resume, start over with --overwrite, or pass a new --out"
@@ -396,28 +493,39 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
         backend.reseed(STREAM_BINARIZE_TEST)
         x_test = binarize(x_test, backend)
 
-    for epoch in range(len(epochs) + 1, tconfig.epochs + 1):
-        backend.synchronize()
-        t0 = time.perf_counter()
-        train = train_epoch(params, optimizer, x_train, backend, config, tconfig, epoch, progress)
-        backend.synchronize()
-        t1 = time.perf_counter()
-        test = evaluate(params, x_test, backend, config, tconfig.eval_batch_size)
-        epochs.append(_epoch_record(epoch, train, test, t1 - t0, time.perf_counter() - t1))
-        meta = {"config": config.to_dict(), "train_config": tconfig.to_dict(), "data": data,
-                "epoch": epoch, "backend": backend.name, "dtype": backend.dtype_name,
-                "rng": {"seed": tconfig.seed, "next_train_stream": [STREAM_TRAIN, epoch + 1]},
-                "epochs": epochs}    # the run's whole random state is (seed, next epoch)
-        save_checkpoint(ckpt_path, params, optimizer, meta, backend)
-        write_json(out_dir / METRICS_FILE, _metrics(config, tconfig, backend, data, epochs))
-        if on_epoch is not None:
-            on_epoch(epochs[-1])
-
-    iw = None
-    if tconfig.iw_k > 0 and tconfig.iw_images > 0:
-        x_iw = x_test[:min(tconfig.iw_images, x_test.shape[0]), :]
-        iw = {"test_iw_nll": iw_nll(params, x_iw, backend, config, tconfig.iw_k),
-              "iw_k": tconfig.iw_k, "iw_images": int(x_iw.shape[0])}
+    saved = len(epochs)          # epochs of this run that checkpoint.npz holds
+    phase, epoch, iw = "train", saved + 1, None
+    # NumPy warns at every overflow, pages of it in a diverging run; each epoch is
+    # checked for NaN and inf instead, and a bad one is reported in one line.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            for epoch in range(len(epochs) + 1, tconfig.epochs + 1):
+                record = _train_and_test(params, optimizer, x_train, x_test, backend, config,
+                                         tconfig, epoch, progress)
+                weights_finite = _all_finite(backend, _state_arrays(params, optimizer))
+                if not (weights_finite and all(math.isfinite(record[k]) for k in EPOCH_NUMBERS)):
+                    raise _diverged(epoch, record, weights_finite, saved, ckpt_path,
+                                    had_checkpoint, tconfig.lr)
+                epochs.append(record)                      # only finite epochs are ever saved
+                meta = {"config": config.to_dict(), "train_config": tconfig.to_dict(), "data": data,
+                        "epoch": epoch, "backend": backend.name, "dtype": backend.dtype_name,
+                        "rng": {"seed": tconfig.seed, "next_train_stream": [STREAM_TRAIN, epoch + 1]},
+                        "epochs": epochs}    # the run's whole random state is (seed, next epoch)
+                save_checkpoint(ckpt_path, params, optimizer, meta, backend)
+                saved = epoch
+                write_json(out_dir / METRICS_FILE, _metrics(config, tconfig, backend, data, epochs))
+                if on_epoch is not None:
+                    on_epoch(epochs[-1])
+            phase = "iw"
+            if tconfig.iw_k > 0 and tconfig.iw_images > 0:
+                iw = _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path)
+        except KeyboardInterrupt:
+            raise _interrupted(phase, epoch, saved, ckpt_path, had_checkpoint) from None
     metrics = _metrics(config, tconfig, backend, data, epochs, iw)
     write_json(out_dir / METRICS_FILE, metrics)
     return FitResult(params, metrics)
+
+
+__all__ = ["TrainConfig", "FitResult", "DivergenceError", "Interrupted", "OutputError", "fit",
+           "train_epoch", "evaluate", "iw_nll", "binarize", "check_memory", "memory_needed",
+           "load_checkpoint", "save_checkpoint", "write_json", "RESUME_FIELDS"]
