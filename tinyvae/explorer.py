@@ -128,7 +128,7 @@ body { font: 16px/1.4 system-ui, sans-serif; margin: 1.2rem; color: #222; backgr
 h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
 p { margin: .3rem 0; }
 main { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; margin-top: .8rem; }
-#plane-side { width: min(620px, 92vw, 80vh); }
+#plane-side { width: max(320px, min(620px, 92vw, calc(100vh - 11rem))); }   /* all on screen */
 #digit-side { width: 300px; }
 #plane { width: 100%; aspect-ratio: 1; cursor: crosshair; background: #fff; box-shadow: 0 0 0 1px #ccc; }
 #plane:focus { outline: 2px solid #36c; }
@@ -164,7 +164,8 @@ def page_html(record: dict, title="tinyvae latent explorer") -> str:
 <main>
 <section id="plane-side">
 <canvas id="plane" tabindex="0" aria-label="latent plane: move the cursor to decode, click to pin"></canvas>
-<p id="legend">test digits (means of q(z|x)) by label: </p>
+<p class="help">Points: the test digits' z means (of q(z|x)), coloured by digit.</p>
+<p id="legend"></p>
 </section>
 <section id="digit-side">
 <canvas id="digit" width="280" height="280" aria-label="the decoded digit"></canvas>
