@@ -22,6 +22,7 @@ from matplotlib.image import imread
 
 from tinyvae import explorer
 from tinyvae.backend import get_backend
+from tinyvae.checkpoint import load_checkpoint
 from tinyvae.data import MNIST, to_unit_interval
 from tinyvae.errors import InputError
 from tinyvae.nets import Conv, ConvTranspose, Dense, Flatten, Reshape, keras_conv_decoder
@@ -265,6 +266,24 @@ def test_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
     assert err.startswith("error: no checkpoint at") and "\n" not in err
 
 
+def test_the_demo_writes_the_page_for_a_2d_latent_model(tmp_path, monkeypatch):
+    from test_cli import SMALL, common, demo        # demos/mnist.py, imported as its own tests do
+
+    rng = np.random.default_rng(0)
+    fake = MNIST(rng.integers(0, 256, (100, 784), dtype=np.uint8), np.arange(100) % 10,
+                 rng.integers(0, 256, (50, 784), dtype=np.uint8), np.arange(50) % 10)
+    monkeypatch.setattr(common, "load_mnist", lambda data_dir=None, **kw: fake)
+    for latent in (2, 3):
+        out = tmp_path / f"z{latent}"
+        assert demo.main([*SMALL, "--epochs", "1", "--latent-dim", str(latent), "--out", str(out)]) == 0
+        assert (out / "explorer.html").exists() == (latent == 2)
+    params, _, _ = load_checkpoint(tmp_path / "z2" / "checkpoint.npz", get_backend("numpy"))
+    record = record_of(tmp_path / "z2" / "explorer.html")
+    got = np.frombuffer(base64.b64decode(record["layers"][-1]["W"]), dtype="<f4")
+    np.testing.assert_array_equal(got, params[f"dec.{len(record['layers']) - 1}.W"].ravel())
+    assert len(base64.b64decode(record["points"]["labels"])) == 50
+
+
 # ---------------------------------------------------------------------------
 # In the browser
 # ---------------------------------------------------------------------------
@@ -284,14 +303,28 @@ def _browser_paths():
     return (chromium, driver), None
 
 
+def skip_or_fail(reason):
+    """Skip, saying why; but under CI=true a browser test that cannot run is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but the browser test cannot run: {reason}")
+    pytest.skip(reason)
+
+
+def test_a_missing_browser_skips_but_fails_under_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        skip_or_fail("no Chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true.*no Chromium"):
+        skip_or_fail("no Chromium")
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium with the network off: offline, and every host name unresolvable."""
     paths, reason = _browser_paths()
     if paths is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the browser test cannot run: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -138,7 +138,7 @@ main { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; mar
 #legend span { display: inline-block; margin-right: .7rem; }
 #legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .25rem;
             border-radius: 50%; vertical-align: -1px; }
-#labels label { margin-right: .6rem; }
+#labels label { display: inline-block; white-space: nowrap; margin-right: .6rem; }
 """
 
 
@@ -169,7 +169,7 @@ def page_html(record: dict, title="tinyvae latent explorer") -> str:
 </section>
 <section id="digit-side">
 <canvas id="digit" width="280" height="280" aria-label="the decoded digit"></canvas>
-<p id="readout">z = (0.00, 0.00)</p>
+<p id="readout" aria-live="polite">z = (0.00, 0.00)</p>
 <p id="mode"></p>
 <fieldset id="labels" hidden><legend>digit y</legend></fieldset>
 <p class="help">Move over the plane to decode z; click to pin it; arrow keys move the pinned
