@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyvae import checkpoint, train
+from tinyvae import checkpoint, data, train
 from tinyvae.backend import get_backend
 from tinyvae.data import MNIST
 
@@ -343,6 +343,15 @@ def test_the_temp_file_of_a_live_process_is_kept(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_the_mnist_cache_writer_sweeps_a_dead_writers_temp_file(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".mnist.npz.{dead.pid}.tmp"
+    stale.write_bytes(b"half of a 50 MB cache")
+    data._write_cache(tmp_path / "mnist.npz", tiny_mnist_data())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz"]
 
 
 # ---- 4. Ctrl-C ---------------------------------------------------------------------

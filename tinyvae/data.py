@@ -49,6 +49,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
+from .checkpoint import remove_stale_temp_files
 from .errors import DataError, InputError
 
 # ---- what MNIST is: the facts every copy is checked against ----------------
@@ -324,9 +325,11 @@ def _read_cache(path: Path) -> MNIST | None:
 def _write_cache(path: Path, d: MNIST):
     """Save MNIST to `path` atomically: a temporary file, then os.replace.
 
-    A crash mid-write leaves the old cache (or none), never half a file.
+    A crash mid-write leaves the old cache (or none), never half a file, and
+    its temporary file is removed by the next write (remove_stale_temp_files).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: replace is atomic
     try:
         with open(tmp, "wb") as f:

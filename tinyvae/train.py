@@ -477,8 +477,9 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     ckpt_size = checkpoint_bytes(param_shapes(config), itemsize)
     ckpt_path = Path(out_dir) / CHECKPOINT_FILE
     old_size = ckpt_path.stat().st_size if ckpt_path.is_file() else 0
+    copies = 1 if tconfig.epochs == 1 else 2      # from epoch 2 on, the new file beside the old
     out_dir = prepare_out_dir(out_dir, (CHECKPOINT_FILE, METRICS_FILE),
-                              need_bytes=max(ckpt_size, 2 * ckpt_size - old_size))
+                              need_bytes=max(ckpt_size, copies * ckpt_size - old_size))
     had_checkpoint = ckpt_path.exists()
     if not resume and not overwrite and had_checkpoint:
         raise CheckpointError(
