@@ -187,3 +187,57 @@ def test_plots_never_import_pyplot():
             "assert 'matplotlib.pyplot' not in sys.modules\n")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo)
+
+
+# anomaly pictures -------------------------------------------------------------
+
+def anomaly_scores(n=400, seed=4):
+    """Two scores for n images, the anomalies (one in ten) shifted up."""
+    rng = np.random.default_rng(seed)
+    is_anomaly = np.arange(n) % 10 == 0
+    base = rng.normal(size=n) + 2.0 * is_anomaly
+    return {"-ELBO": 100 + 10 * base, "-log p(x)": np.exp(base)}, is_anomaly
+
+
+def test_score_histograms_one_panel_per_score(tmp_path):
+    scores, is_anomaly = anomaly_scores()
+    scores["constant"] = np.ones(len(is_anomaly))        # all equal: still drawn
+    path = plots.score_histograms(scores, is_anomaly, tmp_path / "hist.png", title="held out: 0")
+    assert png_size(only_file(tmp_path)) == (round(3 * 4.2 * plots.DPI), round(3.6 * plots.DPI))
+    assert path == tmp_path / "hist.png"
+
+
+def test_score_histograms_reject_mismatched_labels(tmp_path):
+    scores, is_anomaly = anomaly_scores()
+    with pytest.raises(InputError, match="one label per image"):
+        plots.score_histograms(scores, is_anomaly[:-1], tmp_path / "hist.png")
+    with pytest.raises(InputError):
+        plots.score_histograms({}, is_anomaly, tmp_path / "hist.png")
+
+
+def test_roc_curves(tmp_path):
+    from tinyvae.metrics import roc_curve
+    scores, is_anomaly = anomaly_scores()
+    curves = {f"{k} (AUROC ?)": roc_curve(v, is_anomaly) for k, v in scores.items()}
+    path = plots.roc_curves(curves, tmp_path / "roc.png")
+    assert png_size(path) == (560, 520)
+    with pytest.raises(InputError, match="one length"):
+        plots.roc_curves({"bad": ([0.0, 1.0], [0.0, 0.5, 1.0])}, tmp_path / "bad.png")
+
+
+def test_image_rows_pads_short_rows(tmp_path):
+    rows = [("highest normal", digits(10)), ("lowest anomalies", digits(3, seed=1))]
+    path = plots.image_rows(rows, tmp_path / "rows.png", "held out: 1")
+    width, height = png_size(path)
+    assert width >= 10 * 28 and height >= 2 * 28 and width > 2.5 * height   # 2 rows of 10
+    with pytest.raises(InputError):
+        plots.image_rows([], tmp_path / "none.png", "nothing")
+
+
+def test_score_vs_ink(tmp_path):
+    scores, is_anomaly = anomaly_scores()
+    ink = np.random.default_rng(5).integers(50, 250, len(is_anomaly))
+    path = plots.score_vs_ink(ink, scores["-ELBO"], is_anomaly, tmp_path / "ink.png", "-ELBO")
+    assert png_size(path) == (600, 480)
+    with pytest.raises(InputError, match="do not match"):
+        plots.score_vs_ink(ink[:5], scores["-ELBO"], is_anomaly, tmp_path / "bad.png", "-ELBO")

@@ -9,6 +9,13 @@ Every function takes plain NumPy arrays (convert from the backend first, with
     manifold(decode, 15, "manifold.png")             # a 2-D latent space, decoded on a grid
     latent_scatter(z_mean, y_test, "latent.png")     # test digits in latent space, by label
 
+and, for anomaly detection (higher score = more anomalous):
+
+    score_histograms({"-ELBO": s}, is_anomaly, "hist.png")  # normal vs anomalous scores
+    roc_curves({"-ELBO": (fpr, tpr)}, "roc.png")          # tinyvae.metrics.roc_curve points
+    image_rows([("label", images), ...], "rows.png", title)  # labelled rows of digits
+    score_vs_ink(ink, s, is_anomaly, "ink.png", "-ELBO")  # a score against the ink per image
+
 Figures are built from `matplotlib.figure.Figure` with the Agg canvas, never
 through pyplot, so nothing here touches global plotting state or needs a display.
 Digits are drawn dark on light ("gray_r"), pixel values 0 (paper) .. 1 (ink).
@@ -86,16 +93,16 @@ def _new_figure(width, height, **kwargs):
     return fig
 
 
-def _grid_figure(grid, title):
+def _grid_figure(grid, title, left=0.8):
     """A figure showing an image grid crisply: each pixel magnified by a whole factor.
 
     The axes are placed by hand so that no resampling blurs the digits;
-    the margins (inches) leave room for tick labels and the title.
+    the margins (inches; `left` for long row labels) leave room for tick labels and the title.
     """
     h, w = grid.shape
     scale = max(1, GRID_PIXELS // max(h, w))
     img_w, img_h = w * scale / DPI, h * scale / DPI       # inches
-    left, right, bottom, top = 0.8, 0.3, 0.6, 0.5          # inches
+    right, bottom, top = 0.3, 0.6, 0.5                     # inches
     fig_w, fig_h = img_w + left + right, img_h + bottom + top
     fig = _new_figure(fig_w, fig_h)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
@@ -229,4 +236,115 @@ def latent_scatter(z_mean, labels, path):
     ax.set_title("Test digits in latent space (means of q(z|x))")
     # The colour bar gets its own opaque mappable: the points' alpha would wash it out.
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, ticks=range(10), label="digit")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------
+# Anomaly detection: how the scores of normal and anomalous images compare
+# ---------------------------------------------------------------------------
+
+ANOMALY_COLOURS = {False: "tab:blue", True: "tab:red"}   # normal, anomalous
+HIST_BINS = 60
+HIST_TAIL = 0.005   # the top and bottom 0.5% of scores are piled into the edge bins
+ROW_LABEL_INCHES = 1.8   # room left of image_rows for labels of two short lines
+
+
+def _check_scores(values, is_anomaly, name):
+    """values (N,) and is_anomaly (N,) as host arrays of one length; InputError otherwise."""
+    values, is_anomaly = np.asarray(values, dtype=np.float64), np.asarray(is_anomaly, dtype=bool)
+    if values.ndim != 1 or values.shape != is_anomaly.shape:
+        raise InputError(f"{name} {values.shape} and is_anomaly {is_anomaly.shape} do not match; "
+                         "pass one value and one label per image")
+    return values, is_anomaly
+
+
+def score_histograms(scores, is_anomaly, path, title=None):
+    """Save one panel per score: the normal and the anomalous images' scores, as histograms.
+
+    scores: {label: (N,) array}, higher = more anomalous; is_anomaly (N,) bool.
+    Both groups share the bins, and each histogram has area 1 (anomalies are
+    few). Scores beyond the 0.5% tails are piled into the edge bins, so one
+    extreme image cannot squash the rest.
+    """
+    if not scores:
+        raise InputError("score_histograms needs at least one score")
+    fig = _new_figure(4.2 * len(scores), 3.6, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(scores)))
+    for ax, (label, values) in zip(axes, scores.items()):
+        values, anomalous = _check_scores(values, is_anomaly, label)
+        lo, hi = np.quantile(values, [HIST_TAIL, 1.0 - HIST_TAIL])
+        hi = hi if hi > lo else lo + 1.0                   # all equal: one visible bin
+        bins = np.linspace(lo, hi, HIST_BINS + 1)
+        for flag, name in ((False, "normal"), (True, "anomalous")):
+            ax.hist(np.clip(values[anomalous == flag], lo, hi), bins=bins, density=True,
+                    histtype="stepfilled", alpha=0.55, color=ANOMALY_COLOURS[flag], label=f"{name} ({np.sum(anomalous == flag)})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("density")
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def roc_curves(curves, path, title="ROC curves"):
+    """Save the ROC curves of several scores on one axes, with the chance diagonal.
+
+    curves: {label: (fpr (P,), tpr (P,))}; put the AUROC in the label.
+    """
+    if not curves:
+        raise InputError("roc_curves needs at least one curve")
+    fig = _new_figure(5.6, 5.2, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="chance (0.5)")
+    for label, (fpr, tpr) in curves.items():
+        if np.shape(fpr) != np.shape(tpr) or np.ndim(fpr) != 1:
+            raise InputError(f"ROC curve {label!r}: fpr {np.shape(fpr)} and tpr {np.shape(tpr)} "
+                             "must be 1-D and of one length (tinyvae.metrics.roc_curve)")
+        ax.plot(fpr, tpr, linewidth=1.5, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.005)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate (normal images flagged)")
+    ax.set_ylabel("true positive rate (anomalies caught)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)
+
+
+def image_rows(rows, path, title):
+    """Save rows of digits, one labelled row each (e.g. a score's worst false alarms).
+
+    rows: [(label, images (n_i, 784) in [0, 1])]; short rows are padded with blanks.
+    A label may take two lines ("-ELBO\\nhighest normal").
+    """
+    if not rows:
+        raise InputError("image_rows needs at least one row")
+    ncols = max(1, max(len(images) for _, images in rows))
+    grid = np.zeros((len(rows) * ncols, SIDE * SIDE))
+    for r, (_, images) in enumerate(rows):
+        images = np.asarray(images, dtype=np.float64).reshape(-1, SIDE * SIDE)
+        grid[r * ncols:r * ncols + len(images)] = images
+    fig, ax = _grid_figure(tile_images(grid, len(rows), ncols), title, left=ROW_LABEL_INCHES)
+    ax.set_yticks([SIDE * (r + 0.5) for r in range(len(rows))], [label for label, _ in rows])
+    return _save(fig, path)
+
+
+def score_vs_ink(ink, score, is_anomaly, path, score_label, title=None):
+    """Save a scatter of one score against the ink in each image, normal and anomalous apart.
+
+    ink (N,): e.g. the number of pixels above 0.5; score (N,); is_anomaly (N,) bool.
+    """
+    ink, _ = _check_scores(ink, is_anomaly, "ink")
+    score, anomalous = _check_scores(score, is_anomaly, "score")
+    fig = _new_figure(6.0, 4.8, layout="constrained")
+    ax = fig.add_subplot()
+    for flag, name in ((False, "normal"), (True, "anomalous")):
+        ax.scatter(ink[anomalous == flag], score[anomalous == flag], s=3, alpha=0.35,
+                   linewidths=0, color=ANOMALY_COLOURS[flag], label=name)
+    ax.set_xlabel("ink: pixels above 0.5")
+    ax.set_ylabel(score_label)
+    ax.set_title(title or f"{score_label} against ink")
+    ax.grid(alpha=0.3)
+    ax.legend(markerscale=4)
     return _save(fig, path)

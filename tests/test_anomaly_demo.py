@@ -1,0 +1,182 @@
+"""The anomaly demo, demos/mnist_anomaly.py, on a small synthetic MNIST: a run, a re-score
+with --from, the ten-digit table, and one-line errors. (The real-MNIST smoke run is in
+test_cli.py; this one needs no data and takes seconds.)"""
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyvae.data import MNIST
+from tinyvae.metrics import auroc
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "demos" / "mnist_anomaly.py"
+
+
+def load_demo():
+    """Import the script by path, as `python demos/mnist_anomaly.py` would find its `common`."""
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("demo_mnist_anomaly", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = load_demo()
+common = sys.modules["common"]
+
+SMALL = ["--hidden", "32", "--latent-dim", "2", "--epochs", "2", "--batch-size", "20", "--lr", "1e-2",
+         "--iw-k", "4", "--elbo-samples", "2"]
+PICTURES = ("score_histograms.png", "roc_curves.png", "extremes.png", "score_vs_ink.png")
+
+
+def striped_digits(n, seed):
+    """n fake digits: class c is a vertical stripe of ink in columns 4+2c and 5+2c, 8 to 20
+    pixels long, on faint noise.
+
+    A model that has never seen class D's stripe finds its pixels very unlikely,
+    so every model score should pick out the held-out class.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = rng.uniform(0, 10, (n, 28, 28))
+    for i, c in enumerate(labels):
+        length = rng.integers(8, 21)
+        images[i, 4:4 + length, 2 * c + 4:2 * c + 6] = rng.uniform(180, 255, (length, 2))
+    return images.reshape(n, 784).astype(np.uint8), labels
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    """The demo reads 600 + 200 striped fake digits instead of MNIST."""
+    (x_train, y_train), (x_test, y_test) = striped_digits(600, 0), striped_digits(200, 1)
+    d = MNIST(x_train, y_train, x_test, y_test)
+    monkeypatch.setattr(common, "load_mnist", lambda data_dir=None, **kw: d)
+    return d
+
+
+def one_line(text):
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines!r}"
+    return lines[0]
+
+
+def test_one_digit_writes_metrics_and_pictures_and_finds_the_anomaly(tmp_path, fake_mnist, capsys):
+    assert demo.main([*SMALL, "--anomaly", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out 3: AUROC" in out and "AE epoch   2" in out
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert (m["held_out_digit"], m["n_train"], m["n_test"], m["n_anomalies"]) == (3, 540, 200, 20)
+    assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "ae_recon", "ink"}
+    assert m["configs"]["vae"]["latent_dim"] == m["configs"]["ae"]["latent_dim"] == 2
+    for key in ("neg_elbo", "iw_nll", "recon", "ae_recon"):
+        s = m["scores"][key]
+        assert s["auroc"] > 0.85, (key, s["auroc"])                   # the stripe is never seen
+        assert len(s["roc"]["fpr"]) == len(s["roc"]["tpr"]) >= 2
+        assert -1 <= s["spearman_with_ink"] <= 1
+    assert 0.3 < m["scores"]["ink"]["auroc"] < 0.7                    # ink alone cannot tell
+    # -log p(x) <= -ELBO on average (the IW bound is tighter), and both are nats per image.
+    assert m["mean_score_normal"]["iw_nll"] < m["mean_score_normal"]["neg_elbo"]
+    for name in (*PICTURES, "vae/checkpoint.npz", "vae/metrics.json", "ae/checkpoint.npz"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    with np.load(tmp_path / "scores.npz") as f:                       # the scores behind the AUROCs
+        assert f["label"].shape == f["iw_nll"].shape == (200,)
+        assert m["scores"]["iw_nll"]["auroc"] == pytest.approx(
+            auroc(f["iw_nll"], f["label"] == 3), abs=1e-12)
+
+
+def test_from_rescores_the_saved_model_exactly(tmp_path, fake_mnist, capsys):
+    assert demo.main([*SMALL, "--anomaly", "7", "--out", str(tmp_path / "a")]) == 0
+    argv = [*SMALL, "--anomaly", "7", "--from", str(tmp_path / "a"), "--out", str(tmp_path / "b")]
+    assert demo.main(argv) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert {k: v["auroc"] for k, v in a["scores"].items()} == {k: v["auroc"] for k, v in b["scores"].items()}
+    assert a["trained_here"] and not b["trained_here"] and b["notes"] == []
+    assert not (tmp_path / "b" / "vae").exists() and not (tmp_path / "b" / "ae").exists()
+
+
+def test_from_a_folder_without_an_autoencoder_scores_the_vae_alone(tmp_path, fake_mnist, capsys):
+    assert demo.main([*SMALL, "--epochs", "1", "--anomaly", "5", "--out", str(tmp_path / "a")]) == 0
+    (tmp_path / "a" / "ae" / "checkpoint.npz").unlink()
+    capsys.readouterr()
+    assert demo.main([*SMALL, "--anomaly", "5", "--from", str(tmp_path / "a"),
+                      "--out", str(tmp_path / "b")]) == 0
+    assert "no autoencoder" in capsys.readouterr().out
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "ink"} and "no autoencoder" in m["notes"][0]
+
+
+def test_from_a_model_that_saw_every_digit_warns(tmp_path, fake_mnist, capsys):
+    assert demo.main([*SMALL, "--anomaly", "1", "--limit", "500", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()                                               # trained on 450 images, not 540
+    assert demo.main([*SMALL, "--anomaly", "2", "--from", str(tmp_path / "a"),
+                      "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("not the held-out protocol" in line for line in err)   # VAE and AE
+    notes = json.loads((tmp_path / "b" / "metrics.json").read_text())["notes"]
+    assert len(notes) == 2 and "vae" in notes[0] and "ae" in notes[1]
+
+
+def test_all_writes_the_table(tmp_path, fake_mnist, monkeypatch, capsys):
+    monkeypatch.setattr(demo, "write_pictures", lambda *a, **kw: [])   # pictures: tested above
+    assert demo.main([*SMALL, "--epochs", "1", "--iw-k", "2", "--all", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "table.json").read_text())
+    assert record["digits"] == list(range(10))
+    assert record["mean"]["iw_nll"] == pytest.approx(
+        np.mean([record["auroc"][str(d)]["iw_nll"] for d in range(10)]))
+    assert record["anchor_mean"] == pytest.approx(0.855)
+    markdown = (tmp_path / "table.md").read_text()
+    assert markdown.count("\n| ") == 11                                 # 10 digits and the mean
+    assert "| mean | 0.855 |" in markdown
+    for d in range(10):
+        assert (tmp_path / f"heldout_{d}" / "metrics.json").is_file()
+
+
+def test_table_marks_each_rows_best_model_score():
+    results = [{"held_out_digit": d, "scores": {
+        "neg_elbo": {"auroc": 0.5}, "iw_nll": {"auroc": 0.6 + d / 100}, "recon": {"auroc": 0.4},
+        "ink": {"auroc": 0.99}}, "seconds": {"total": 1.0}} for d in (0, 1)]
+    results[1]["scores"]["ae_recon"] = {"auroc": 0.7}                  # digit 0 has no AE score
+    markdown, record = demo.table(results)
+    assert "| 0 | 0.96 | 0.500 | **0.600** | 0.400 | n/a | 0.990 |" in markdown
+    assert "| 1 | 0.73 | 0.500 | 0.610 | 0.400 | **0.700** | 0.990 |" in markdown
+    assert "| mean | 0.845 | 0.500 | 0.605 | 0.400 | n/a | 0.990 |" in markdown
+    assert record["mean_of_row_best"] == pytest.approx(0.65)           # ink is a reference, not a score
+
+
+# ---- one-line errors --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--anomaly", "10"], ["--anomaly", "1", "--all"], ["--anomaly", "x"], ["--all", "--iw-k", "0"],
+])
+def test_bad_flags_are_one_line_and_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(argv)
+    assert e.value.code == 2
+    assert one_line(capsys.readouterr().err).startswith("error: ")
+
+
+def test_second_run_into_the_same_out_is_one_line(tmp_path, fake_mnist, capsys):
+    argv = [*SMALL, "--epochs", "1", "--anomaly", "0", "--out", str(tmp_path)]
+    assert demo.main(argv) == 0
+    capsys.readouterr()
+    assert demo.main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "--from" in line and "--overwrite" in line
+
+
+@pytest.mark.parametrize("make_argv, words", [
+    (lambda t: ["--anomaly", "0", "--from", str(t / "nothing"), "--out", str(t / "o")], "no checkpoint"),
+    (lambda t: ["--anomaly", "9", "--limit", "5", "--out", str(t / "o")], "no 9s"),
+    (lambda t: ["--anomaly", "0", "--from", str(t), "--overwrite", "--out", str(t / "o")], "one or the other"),
+])
+def test_user_errors_are_one_line_and_status_2(tmp_path, fake_mnist, capsys, make_argv, words):
+    assert demo.main([*SMALL, *make_argv(tmp_path)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and words in line
