@@ -23,7 +23,7 @@ from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line
 from tinyvae import plots
 from tinyvae.backend import get_backend
 from tinyvae.checkpoint import prepare_out_dir
-from tinyvae.explorer import EXPLORER_FILE, write_explorer
+from tinyvae.explorer import EXPLORER_FILE, run_caption, write_explorer
 from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
 from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
 
@@ -111,7 +111,7 @@ def write_pictures(params, config, backend, x_test, y_test, epochs, out: Path) -
     written.append(plots.latent_scatter(z, y_test, out / "latent_scatter.png"))
     if config.latent_dim == 2:                     # the interactive page (tinyvae/explorer.py)
         written.append(write_explorer(out / EXPLORER_FILE, params, config, z, y_test,
-                                      caption=f"MNIST, {len(epochs)} epochs"))
+                                      caption=run_caption(epochs)))
     return [Path(p) for p in written]
 
 

@@ -250,6 +250,7 @@ def test_command_writes_the_page_of_a_run(run_dir, capsys):
     assert f"wrote {path / 'explorer.html'}" in capsys.readouterr().out
     record = record_of(path / "explorer.html")
     assert record["caption"] == f"MNIST, 1 epoch, test -ELBO {result.metrics['test_neg_elbo']:.2f} nats per image"
+    assert explorer.run_caption([]) == "MNIST"
     got = np.frombuffer(base64.b64decode(record["layers"][1]["W"]), dtype="<f4")
     np.testing.assert_array_equal(got, result.params["dec.1.W"].ravel())
     # the scatter: the test images' z means under the trained encoder
@@ -282,6 +283,7 @@ def test_the_demo_writes_the_page_for_a_2d_latent_model(tmp_path, monkeypatch):
     got = np.frombuffer(base64.b64decode(record["layers"][-1]["W"]), dtype="<f4")
     np.testing.assert_array_equal(got, params[f"dec.{len(record['layers']) - 1}.W"].ravel())
     assert len(base64.b64decode(record["points"]["labels"])) == 50
+    assert record["caption"].startswith("MNIST, 1 epoch, test -ELBO ")
 
 
 # ---------------------------------------------------------------------------

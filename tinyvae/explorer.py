@@ -203,15 +203,15 @@ def write_explorer(path, params, config, z_mean=None, labels=None, caption="",
 # ---------------------------------------------------------------------------
 
 
-def _caption(metrics: dict) -> str:
-    """'10 epochs, test -ELBO 140.12 nats per image' from a run's metrics.json (what it has)."""
-    parts = []
-    if metrics.get("epochs"):
-        n = len(metrics["epochs"])
-        parts.append(f"{n} epoch{'s' if n != 1 else ''}")
-    if "test_neg_elbo" in metrics:
-        parts.append(f"test -ELBO {metrics['test_neg_elbo']:.2f} nats per image")
-    return "MNIST, " + ", ".join(parts) if parts else "MNIST"
+def run_caption(epochs: list) -> str:
+    """'MNIST, 10 epochs, test -ELBO 140.12 nats per image', from a run's per-epoch records."""
+    if not epochs:
+        return "MNIST"
+    n, last = len(epochs), epochs[-1]
+    text = f"MNIST, {n} epoch{'s' if n != 1 else ''}"
+    if "test_neg_elbo" in last:
+        text += f", test -ELBO {last['test_neg_elbo']:.2f} nats per image"
+    return text
 
 
 def explorer_for_run(run_dir, data_dir=None, out=None, batch_size=1000) -> Path:
@@ -239,7 +239,7 @@ def explorer_for_run(run_dir, data_dir=None, out=None, batch_size=1000) -> Path:
             yb = backend.asarray(np.eye(config.n_classes)[mnist.y_test[start:start + batch_size]])
         z_mean.append(backend.to_numpy(encode(params, xb, config, yb)[0]))
     return write_explorer(Path(out) if out else run_dir / EXPLORER_FILE, params, config,
-                          np.concatenate(z_mean), mnist.y_test, caption=_caption(metrics))
+                          np.concatenate(z_mean), mnist.y_test, caption=run_caption(metrics.get("epochs", [])))
 
 
 def main(argv=None) -> int:
