@@ -31,7 +31,7 @@ N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
 N_SAMPLES = 64           # prior samples, an 8 x 8 grid
 MANIFOLD_SIZES = (15, 30)
 PICTURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png",
-            *(f"manifold_{n}x{n}.png" for n in MANIFOLD_SIZES))
+            *(f"manifold_{n}x{n}.png" for n in MANIFOLD_SIZES), EXPLORER_FILE)   # checked before training
 
 
 # ---------------------------------------------------------------------------

@@ -27,15 +27,29 @@ from .nets import mlp, net_backward, net_forward
 from .vae import VAEConfig, _check_array, check_batch, recon_nll
 
 
+CORRUPTIONS = ("none", "mask", "gaussian")
+
+
 @dataclass(frozen=True)
 class AEConfig(VAEConfig):
     """A VAEConfig whose encoder ends in the code (L,), not in [mu | logvar] (2L,).
 
     The same fields and defaults; n_classes must stay 0 and the likelihood is
-    Bernoulli (from logits).
+    Bernoulli (from logits). corruption: 'none' (the plain autoencoder), 'mask'
+    (each pixel zeroed with probability corruption_level) or 'gaussian' (noise of
+    standard deviation corruption_level, clipped to [0, 1]): the denoising one.
     """
 
+    corruption: str = "none"
+    corruption_level: float = 0.0
+
     def __post_init__(self):
+        if self.corruption not in CORRUPTIONS:
+            raise InputError(f"unknown corruption {self.corruption!r}: choose one of {', '.join(CORRUPTIONS)}")
+        level = self.corruption_level
+        if not (isinstance(level, (int, float)) and 0.0 <= level and (level < 1.0 or self.corruption == "gaussian")
+                and level == level):
+            raise InputError(f"corruption_level must be in [0, 1) for masking, >= 0 for Gaussian noise; got {level!r}")
         if self.n_classes:
             raise InputError("the autoencoder takes no label: leave n_classes at 0")
         if self.likelihood != "bernoulli":
@@ -133,3 +147,32 @@ def gaussian_noise(x, e, sigma):
     """Additive Gaussian noise, clipped back to [0, 1]: x_in = clip(x + sigma e, 0, 1), e ~ N(0, I) passed in."""
     xp = namespace_of(x)
     return xp.clip(x + sigma * e, 0.0, 1.0)
+
+
+def corrupt(x, backend, config: AEConfig):
+    """x as the denoising autoencoder sees it, the noise drawn here from the backend; x itself for 'none'."""
+    if config.corruption == "mask":
+        return mask_noise(x, backend.uniform(tuple(x.shape)), config.corruption_level)
+    if config.corruption == "gaussian":
+        return gaussian_noise(x, backend.normal(tuple(x.shape)), config.corruption_level)
+    return x
+
+
+# ---------------------------------------------------------------------------
+# The training adapter: the one place the autoencoder draws its noise (train.fit calls these)
+# ---------------------------------------------------------------------------
+
+Config = AEConfig
+
+
+def train_step(params, batch, backend, config: AEConfig, beta=1.0):
+    """One minibatch's loss and gradients, the corruption drawn here: ({'loss', 'recon'}, grads). beta is unused."""
+    x = batch["x"]
+    parts, grads = loss_and_grads(params, corrupt(x, backend, config), x, config, check_values=False)
+    return {"loss": parts.loss, "recon": parts.recon}, grads
+
+
+def eval_terms(params, batch, backend, config: AEConfig):
+    """Each test image's reconstruction term from its clean input: {'recon'} (B,), nats."""
+    x = batch["x"]
+    return {"recon": recon_terms(params, x, x, config)}

@@ -17,11 +17,13 @@ Derivation: docs/gradients.md#m2
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .backend import device_of, namespace_of
 from .errors import InputError
 from .layers import log_softmax_backward, log_softmax_forward, one_hot
+from . import vae
 from .nets import layer_from_dict, mlp, net_backward, net_forward
 from .vae import VAEConfig, _beta, _check_array, _sizes, check_batch, neg_elbo_backward, neg_elbo_forward
 
@@ -148,3 +150,55 @@ def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0,
     dlogits = log_softmax_backward(xp.concat([dlog_pi_l, dlog_pi_u], axis=0), sm_cache)
     net_backward(dlogits, cls_caches, "cls", config.classifier_layers, grads, need_dx=False)
     return M2Parts(loss, labelled, unlabelled, ce), grads
+
+
+# ---------------------------------------------------------------------------
+# The training adapter: the one place M2 draws its noise (train.fit calls these)
+# ---------------------------------------------------------------------------
+
+Config = M2Config
+LABELLED_BATCH = 100   # labelled images per step, drawn afresh from the labelled set each step
+
+
+def train_step(params, batch, backend, config: M2Config, beta=1.0):
+    """One step: the unlabelled minibatch batch['x'] and a labelled minibatch drawn here.
+
+    batch: {'x': (Nu, D) unlabelled, 'x_labelled': (n, D), 'y_labelled': (n,)} with
+    the whole labelled set, from which min(LABELLED_BATCH, n) images are drawn
+    (so a small labelled set is cycled, as in the paper). eps is drawn here too.
+    Returns ({'loss', 'labelled', 'unlabelled', 'ce'}, grads).
+    """
+    x_u, x_all, y_all = batch["x"], batch["x_labelled"], batch["y_labelled"]
+    xp = namespace_of(x_u)
+    n = x_all.shape[0]
+    pick = backend.asarray(backend.permutation(n)[:min(LABELLED_BATCH, n)])   # (Nl,)
+    x_l, y_l = xp.take(x_all, pick, axis=0), xp.take(y_all, pick, axis=0)
+    eps = backend.normal((x_l.shape[0] + x_u.shape[0] * config.n_classes, config.latent_dim))
+    parts, grads = loss_and_grads(params, x_l, y_l, x_u, eps, config, beta=beta, check_values=False)
+    return {"loss": parts.loss, "labelled": parts.labelled, "unlabelled": parts.unlabelled,
+            "ce": parts.ce}, grads
+
+
+def unlabelled_neg_elbo(params, x, eps, config: M2Config):
+    """-ELBO of x with y a latent variable, p(y) uniform: sum_y pi_y (L(x, y) + log pi_y) + log K, (N,).
+
+    eps (N K, L), one row per (image, class) as in `rows`. Nats per image.
+    """
+    xp = namespace_of(x)
+    K, N = config.n_classes, x.shape[0]
+    log_pi = classify(params, x, config)                                      # (N, K)
+    X, Y = rows(x[:0, :], xp.zeros((0,), dtype=xp.int64, device=device_of(x)), x, K)
+    recon, kl = vae.neg_elbo_terms(params, X, eps, config, Y)
+    L_u = xp.reshape(recon + kl, (N, K))
+    return xp.sum(xp.exp(log_pi) * (L_u + log_pi), axis=1) + math.log(K)
+
+
+def eval_terms(params, batch, backend, config: M2Config):
+    """Each test image's classification error (0/1) and -ELBO with y unobserved: {'error', 'neg_elbo'} (B,)."""
+    x, y = batch["x"], batch["y"]
+    xp = namespace_of(x)
+    log_pi = classify(params, x, config)
+    predicted = xp.argmax(log_pi, axis=1)
+    error = xp.astype(predicted != xp.astype(y, predicted.dtype), x.dtype)
+    eps = backend.normal((x.shape[0] * config.n_classes, config.latent_dim))
+    return {"error": error, "neg_elbo": unlabelled_neg_elbo(params, x, eps, config)}

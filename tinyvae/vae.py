@@ -36,7 +36,7 @@ from .distributions import (
     reparameterize_forward,
 )
 from .errors import InputError
-from .layers import ACTIVATIONS, sigmoid
+from .layers import ACTIVATIONS, one_hot, sigmoid
 from .nets import (
     layer_from_dict,
     layer_to_dict,
@@ -532,6 +532,46 @@ def iw_log_px(params, x, eps, config: VAEConfig, y=None):
     return m + xp.log(xp.mean(xp.exp(log_w - m), axis=0))
 
 
+
+# ---------------------------------------------------------------------------
+# The training adapter: the one place the VAE draws its noise (train.fit calls these)
+# ---------------------------------------------------------------------------
+
+Config = VAEConfig
+
+
+def _labels(batch, config: VAEConfig, like):
+    """One-hot y for the conditional VAE (from batch['y'], integer labels (B,)), else None."""
+    if not config.n_classes:
+        return None
+    if batch.get("y") is None:
+        raise InputError(f"this is a conditional VAE (n_classes={config.n_classes}): train and evaluate "
+                         "it with the labels (y_train, y_test)")
+    return one_hot(batch["y"], config.n_classes, like=like)
+
+
+def train_step(params, batch, backend, config: VAEConfig, beta=1.0):
+    """One minibatch's loss and gradients, eps drawn here: ({'loss', 'recon', 'kl'}, grads).
+
+    batch: {'x': (B, D), 'y': (B,) integer labels (the CVAE only)}. 'loss' is
+    the objective recon + beta kl; 'recon' + 'kl' is the negative ELBO.
+    """
+    x = batch["x"]
+    eps = backend.normal((x.shape[0], config.latent_dim))                      # (B, L)
+    parts, grads = loss_and_grads(params, x, eps, config, y=_labels(batch, config, x), beta=beta,
+                                  check_values=False)
+    return {"loss": parts.loss, "recon": parts.recon, "kl": parts.kl}, grads
+
+
+def eval_terms(params, batch, backend, config: VAEConfig):
+    """Each image's negative ELBO and its parts, z sampled with eps drawn here: {'neg_elbo', 'recon', 'kl'} (B,)."""
+    x = batch["x"]
+    eps = backend.normal((x.shape[0], config.latent_dim))
+    recon, kl = neg_elbo_terms(params, x, eps, config, _labels(batch, config, x))
+    return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
+
 __all__ = ["VAEConfig", "LossParts", "init_params", "param_shapes", "count_params", "check_batch",
            "check_params", "encode", "decode", "decode_mean", "recon_nll", "neg_elbo_forward",
-           "neg_elbo_backward", "loss_and_grads", "neg_elbo_terms", "iw_log_px"]
+           "neg_elbo_backward", "loss_and_grads", "neg_elbo_terms", "iw_log_px",
+           "train_step", "eval_terms"]
