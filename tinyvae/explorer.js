@@ -3,12 +3,16 @@
 // tinyvae/explorer.py embeds this file, and the model it reads, into one
 // explorer.html that works from disk with no network. The page reads:
 //
-//   MODEL = { latent_dim, n_classes, likelihood, image_shape, layers, points, view, caption }
+//   { latent_dim, n_classes, likelihood, image_shape, layers, points, view, caption }
+//
+// from the page's JSON element "model-data" (written by explorer_model in explorer.py)
 //
 // and decodes the point z under the cursor with the same layers, in the same
-// order and with the same formulas as the Python decoder (tinyvae/layers.py,
-// tinyvae/conv.py). Weights arrive as float32 and every sum is done in Float64,
-// so the pixels agree with the Python decoder to about 1e-7.
+// order and with the same formulas as the Python decoder (tinyvae/nets.py,
+// tinyvae/layers.py, tinyvae/conv.py). Weights arrive as float32 and every sum
+// is done in Float64: the pixels agree with the Python decoder run in float64
+// on the same weights to rounding (about 1e-15), and with a float32 run to
+// float32 rounding (about 1e-7).
 //
 // Layout conventions, as in Python: a vector is a Float64Array; an image is
 // (H, W, C) flattened in that order (pixel (h, w, c) sits at (h * W + w) * C + c);
