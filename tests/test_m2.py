@@ -144,3 +144,21 @@ def test_m2_misuse_is_one_line():
         m2.loss_and_grads(params, x_l, y_l, x_u, eps[:4], CONFIG)
     with pytest.raises(InputError, match="M2 needs n_classes >= 2"):
         m2.M2Config(n_classes=1)
+
+
+def test_unlabelled_neg_elbo_is_the_bound_with_y_latent():
+    """U(x) + log K: the -ELBO of x alone under a uniform p(y), against the definition."""
+    be = make("numpy")
+    params = random_params(be, CONFIG, seed=5)
+    rng = np.random.default_rng(5)
+    x = be.asarray(rng.uniform(0, 1, (2, CONFIG.input_dim)))
+    eps = be.asarray(rng.standard_normal((2 * CONFIG.n_classes, CONFIG.latent_dim)))
+    got = be.to_numpy(m2.unlabelled_neg_elbo(params, x, eps, CONFIG))
+    log_pi = be.to_numpy(m2.classify(params, x, CONFIG))
+    for n in range(2):
+        want = np.log(CONFIG.n_classes)
+        for k in range(CONFIG.n_classes):
+            y = one_hot(be.asarray(np.array([k])), CONFIG.n_classes, like=x)
+            r, q = vae.neg_elbo_terms(params, x[n:n + 1], eps[n * CONFIG.n_classes + k][None], CONFIG, y)
+            want += np.exp(log_pi[n, k]) * (float(r[0] + q[0]) + log_pi[n, k])
+        assert got[n] == pytest.approx(want, abs=1e-10)
