@@ -22,7 +22,7 @@ from tqdm import tqdm
 from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
 from tinyvae import plots
 from tinyvae.backend import get_backend
-from tinyvae.checkpoint import prepare_out_dir
+from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE, prepare_out_dir
 from tinyvae.explorer import EXPLORER_FILE, run_caption, write_explorer
 from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
 from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
@@ -31,7 +31,8 @@ N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
 N_SAMPLES = 64           # prior samples, an 8 x 8 grid
 MANIFOLD_SIZES = (15, 30)
 PICTURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png",
-            *(f"manifold_{n}x{n}.png" for n in MANIFOLD_SIZES), EXPLORER_FILE)   # checked before training
+            *(f"manifold_{n}x{n}.png" for n in MANIFOLD_SIZES), EXPLORER_FILE)
+OUTPUT_FILES = (CHECKPOINT_FILE, METRICS_FILE, *PICTURES)   # --out is checked for them before training
 
 
 # ---------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def run(args) -> int:
     config, tconfig = configs_from_args(args)
     backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
     check_memory(config, tconfig, backend)                # a model too large for this machine,
-    prepare_out_dir(args.out, PICTURES)                   # an --out that cannot hold the run
+    prepare_out_dir(args.out, OUTPUT_FILES)               # an --out that cannot hold the run
     x_train, _, x_test, y_test = mnist(args)
     print(f"tinyvae on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
           f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, "

@@ -549,3 +549,59 @@ def test_iw_nll_memory_is_bounded_for_any_k(monkeypatch):
     assert iw_nll({}, be.asarray(X_TEST[:4]), be, CONFIG, k) == pytest.approx(0.0, abs=1e-5)
     assert sum(s[0] for s in seen) == k
     assert max(s[0] * s[1] * 12 for s in seen) <= 1 << 16       # kc * B * widest layer (12)
+
+
+# ---- the reported numbers, pinned against direct computations ---------------------------
+
+
+def _direct_neg_elbo_terms(params, x, eps):
+    """CONFIG's VAE written out in float64 NumPy, apart from the engine: (recon, kl) per image."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    x, eps = np.asarray(x, np.float64), np.asarray(eps, np.float64)
+    h = np.maximum(x @ p["enc.0.W"] + p["enc.0.b"], 0.0)                 # 12 -> 8, ReLU
+    head = h @ p["enc.1.W"] + p["enc.1.b"]                                # 8 -> 2L
+    mu, logvar = head[:, :2], head[:, 2:]
+    z = mu + np.exp(0.5 * logvar) * eps
+    g = np.maximum(z @ p["dec.0.W"] + p["dec.0.b"], 0.0)                  # L -> 8, ReLU
+    a = g @ p["dec.1.W"] + p["dec.1.b"]                                   # 8 -> 12 logits
+    recon = np.sum(np.logaddexp(0.0, a) - x * a, axis=1)                 # -log Bernoulli(x | sigmoid a)
+    kl = 0.5 * np.sum(np.exp(logvar) + mu ** 2 - 1.0 - logvar, axis=1)
+    return recon, kl
+
+
+def test_evaluate_reports_the_direct_neg_elbo_recon_and_kl(tmp_path):
+    """evaluate's numbers are mean recon and mean KL over all images, with STREAM_EVAL's eps, in order."""
+    result = run(tmp_path, TrainConfig(epochs=2, batch_size=16, iw_k=0))
+    be = get_backend("numpy", seed=0)
+    got = evaluate(result.params, be.asarray(X_TEST), be, CONFIG, batch_size=20)   # 20 + 20 + 8
+    be.reseed(train.STREAM_EVAL)
+    eps = np.concatenate([be.normal((n, 2)) for n in (20, 20, 8)])
+    recon, kl = _direct_neg_elbo_terms(result.params, X_TEST, eps)
+    assert got["recon"] == pytest.approx(recon.mean(), rel=1e-5)
+    assert got["kl"] == pytest.approx(kl.mean(), rel=1e-5)
+    assert got["neg_elbo"] == pytest.approx(recon.mean() + kl.mean(), rel=1e-5)
+
+
+def test_train_epoch_reports_the_image_weighted_mean_of_its_batches(tmp_path):
+    """100 images in batches of 16 (the last holds 4): each batch's loss weighs by its size."""
+    tconfig = TrainConfig(epochs=1, batch_size=16, iw_k=0)
+    be = get_backend("numpy", seed=0)
+    be.reseed()
+    params = train.init_params(CONFIG, be)
+    replay = {k: v.copy() for k, v in params.items()}
+    got = train.train_epoch(params, train.Adam(params), be.asarray(X_TRAIN), be, CONFIG, tconfig, 1,
+                            progress=False)
+    be.reseed(train.STREAM_TRAIN, 1)                       # the epoch again, by hand
+    order, optimizer, batches = be.permutation(100), train.Adam(replay), []
+    for start in range(0, 100, 16):
+        xb = X_TRAIN[order[start:start + 16]]
+        eps = be.normal((len(xb), 2))
+        recon, kl = _direct_neg_elbo_terms(replay, xb, eps)
+        batches.append((len(xb), recon.mean() + kl.mean(), recon.mean(), kl.mean()))
+        optimizer.step(replay, train.loss_and_grads(replay, be.asarray(xb), eps, CONFIG)[1])
+    sizes, means = np.array([b[0] for b in batches]), np.array([b[1:] for b in batches])
+    want = dict(zip(("neg_elbo", "recon", "kl"), sizes @ means / 100))
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-5), key
+    # the pin tells the weighting apart: a plain mean of the batch means is another number
+    assert np.mean(means[:, 0]) != pytest.approx(want["neg_elbo"], rel=1e-4)
