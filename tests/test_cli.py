@@ -106,6 +106,61 @@ def test_backend_cupy_without_cupy_is_one_line_and_status_2(tmp_path):
     assert not list(tmp_path.iterdir())  # stopped before any data or files
 
 
+# ---- what every demo shares (demos/common.py) ----------------------------------------
+
+DEMOS = sorted((ROOT / "demos").glob("mnist*.py"))
+COMMON_FLAGS = ("--backend", "--epochs", "--batch-size", "--lr", "--seed", "--out", "--data-dir",
+                "--resume", "--overwrite", "--limit")
+
+
+@pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])
+def test_every_demo_has_the_common_flags(script, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_demo(script).main(["--help"])
+    assert e.value.code == 0
+    usage = capsys.readouterr().out
+    for flag in COMMON_FLAGS:
+        assert flag in usage, flag
+
+
+@pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])
+def test_every_demo_takes_its_flags_and_its_ending_from_common(script):
+    """So each gets the checked flag types, no abbreviations, --resume xor --overwrite and the
+    one-line endings that demos/mnist.py is tested for here."""
+    module = load_demo(script)
+    parser = module.build_parser()
+    assert isinstance(parser, common.OneLineParser) and parser.allow_abbrev is False
+    types = {a.option_strings[0]: a.type for a in parser._actions if a.option_strings}
+    assert types["--out"] is common.out_dir and types["--lr"] is common.positive_float
+    assert module.main.__qualname__.startswith("main_wrapper.")
+    groups = [{a.option_strings[0] for a in g._group_actions} for g in parser._mutually_exclusive_groups]
+    assert {"--resume", "--overwrite"} in groups
+
+
+def test_main_wrapper_ends_each_kind_of_failure_in_one_line(capsys):
+    """TinyVAEError, OSError and MemoryError: 'error: ...' and 2; Ctrl-C: 130; a bug keeps its traceback."""
+    from tinyvae.errors import DataError
+
+    def parser():
+        return common.one_line_parser("demo", "a demo")
+
+    for failure, status, words in [
+        (DataError("the data is bad: fix it"), 2, "error: the data is bad: fix it"),
+        (OSError(28, "No space left on device"), 2, "error: [Errno 28] No space left on device"),
+        (MemoryError("Unable to allocate 292. GiB"), 2, "error: out of memory (Unable to allocate 292. GiB)"),
+        (KeyboardInterrupt(), 130, "interrupted (Ctrl-C)"),
+    ]:
+        def run(args, failure=failure):
+            raise failure
+        assert common.main_wrapper(parser, run)([]) == status
+        assert one_line(capsys.readouterr().err).startswith(words)
+
+    def buggy(args):
+        raise ZeroDivisionError("a bug")
+    with pytest.raises(ZeroDivisionError):
+        common.main_wrapper(parser, buggy)([])
+
+
 # ---- one-line errors, in-process -----------------------------------------------------
 
 
