@@ -171,8 +171,8 @@ def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, t
     good = {name: (tmp_path / name).read_bytes() for name in ("checkpoint.npz", "metrics.json")}
     real_epoch = train.train_epoch
 
-    def blows_up_in_epoch_2(params, optimizer, x, backend, config, tconfig, epoch, progress=None):
-        numbers = real_epoch(params, optimizer, x, backend, config, tconfig, epoch, progress)
+    def blows_up_in_epoch_2(params, optimizer, x, backend, config, tconfig, epoch, progress=None, *rest):
+        numbers = real_epoch(params, optimizer, x, backend, config, tconfig, epoch, progress, *rest)
         if epoch == 2:
             params["dec.0.W"][0, 0] = np.inf                 # what a too-large step does
         return numbers

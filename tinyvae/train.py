@@ -1,8 +1,12 @@
 """Training and evaluation: minibatches, Adam, the test -ELBO, log p(x), and a run that fails cleanly.
 
-This is the edge, not the core: it only calls vae.loss_and_grads and
-vae.neg_elbo_terms / iw_log_px, and keeps the bookkeeping (shuffling, progress
-bar, timing, files) out of the math.
+This is the edge, not the core: it calls each model's two adapter functions,
+`train_step` (one minibatch's loss and gradients, its noise drawn there) and
+`eval_terms` (each test image's numbers), plus vae.iw_log_px, and keeps the
+bookkeeping (shuffling, progress bar, timing, files) out of the math. The
+model is found from the config's class through MODELS (VAEConfig: the VAE or,
+with n_classes, the CVAE; AEConfig: the (denoising) autoencoder; M2Config: M2),
+so fit has no per-model branches.
 
     config, tconfig = VAEConfig(), TrainConfig(epochs=10, seed=0)
     backend = get_backend("numpy", seed=tconfig.seed)
@@ -61,9 +65,22 @@ from .checkpoint import (
     save_checkpoint,
     write_json,
 )
+from . import ae, m2, vae
 from .errors import CheckpointError, InputError, TinyVAEError
+from .layers import one_hot
 from .optim import Adam
-from .vae import VAEConfig, check_batch, init_params, iw_log_px, loss_and_grads, neg_elbo_terms, param_shapes
+from .vae import VAEConfig, check_batch, init_params, iw_log_px, param_shapes
+
+# The models fit can train, by the name metrics.json and the checkpoint record.
+MODELS = {"vae": vae, "ae": ae, "m2": m2}
+
+
+def model_name(config) -> str:
+    """'vae', 'ae' or 'm2': the model whose Config class `config` is."""
+    for name, module in MODELS.items():
+        if type(config) is module.Config:
+            return name
+    raise InputError(f"fit trains a VAEConfig, AEConfig or M2Config, got {type(config).__name__}")
 
 # The random streams of a run, as backend.reseed(*stream) arguments.
 STREAM_TRAIN = 1          # (STREAM_TRAIN, epoch): shuffle, binarization, eps; epoch = 1, 2, ...
@@ -98,6 +115,9 @@ class TrainConfig:
                 test set is binarized once, on a fixed stream).
     iw_k:       importance samples per image for the log p(x) estimate (0 = skip).
     iw_images:  how many test images (the first ones) that estimate uses.
+    beta:       the KL weight of the training objective recon + beta KL (1: the ELBO).
+    warmup_epochs: KL warm-up: beta grows linearly from 0 to `beta` over this many
+                epochs, step by step (0: no warm-up); see kl_weight.
     """
 
     epochs: int = 10
@@ -108,10 +128,12 @@ class TrainConfig:
     iw_k: int = 100
     iw_images: int = 1000
     eval_batch_size: int = 1000
+    beta: float = 1.0
+    warmup_epochs: int = 0
 
     def __post_init__(self):
         for name, low in {"epochs": 1, "batch_size": 1, "eval_batch_size": 1,
-                          "iw_k": 0, "iw_images": 0, "seed": 0}.items():
+                          "iw_k": 0, "iw_images": 0, "seed": 0, "warmup_epochs": 0}.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 kind = "a positive integer" if low == 1 else "an integer >= 0"
@@ -121,6 +143,10 @@ class TrainConfig:
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
             raise InputError(f"TrainConfig.lr must be a positive number, got {lr!r}")
         object.__setattr__(self, "lr", float(lr))
+        beta = self.beta
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (math.isfinite(beta) and beta >= 0):
+            raise InputError(f"TrainConfig.beta must be a number >= 0 (1 is the ELBO), got {beta!r}")
+        object.__setattr__(self, "beta", float(beta))
         if not isinstance(self.binarize, bool):
             raise InputError(f"TrainConfig.binarize must be True or False, got {self.binarize!r}")
 
@@ -140,7 +166,18 @@ class TrainConfig:
 # The TrainConfig fields a resumed run must share with the checkpoint: the ones
 # that change the numbers of the epochs still to come. (epochs may grow; the
 # evaluation settings may change.)
-RESUME_FIELDS = ("batch_size", "lr", "seed", "binarize")
+RESUME_FIELDS = ("batch_size", "lr", "seed", "binarize", "beta", "warmup_epochs")
+
+
+def kl_weight(step: int, steps_per_epoch: int, tconfig: TrainConfig) -> float:
+    """The KL weight at global step `step` (1, 2, ...): beta * min(1, step / (warmup_epochs * steps_per_epoch)).
+
+    A pure function of the step, so a resumed run continues the ramp exactly.
+    No warm-up: beta at every step. Always a Python float (float32 stays float32).
+    """
+    if tconfig.warmup_epochs == 0:
+        return tconfig.beta
+    return tconfig.beta * min(1.0, step / (tconfig.warmup_epochs * steps_per_epoch))
 
 
 # ---------------------------------------------------------------------------
@@ -154,68 +191,73 @@ def binarize(x, backend):
     return xp.astype(backend.uniform(tuple(x.shape)) < x, backend.dtype)
 
 
-def train_epoch(params, optimizer, x, backend, config: VAEConfig, tconfig: TrainConfig,
-                epoch: int, progress=None) -> dict:
+def train_epoch(params, optimizer, x, backend, config, tconfig: TrainConfig,
+                epoch: int, progress=None, y=None, extra=None) -> dict:
     """One pass over `x` in shuffled minibatches, one Adam step per batch.
 
-    Each step minimises the batch's negative ELBO, L_b = mean_n [recon_n + kl_n].
+    Each step minimises the model's objective on the batch (the VAE's:
+    L_b = mean_n [recon_n + beta_t kl_n], beta_t = kl_weight of the global step).
     The epoch's numbers are image-weighted means over the pass (the last batch
     may be smaller), in nats per image; they are summed on the device and read
     back only every PROGRESS_EVERY steps for the bar, and once at the end.
 
-    Shapes: x (N, D) on the backend, already checked. `epoch` counts from 1 and
-    names the random stream. Returns {"neg_elbo", "recon", "kl"} as floats.
+    Shapes: x (N, D) on the backend, already checked; y (N,) integer labels or
+    None; extra: arrays every step sees whole (M2's labelled set). `epoch`
+    counts from 1 and names the random stream. Returns the model's train_step
+    numbers as floats ({"loss", "recon", "kl"} for the VAE).
     """
     xp = backend.xp
-    n, bs, L = x.shape[0], tconfig.batch_size, config.latent_dim
+    model = MODELS[model_name(config)]
+    n, bs = x.shape[0], tconfig.batch_size
     backend.reseed(STREAM_TRAIN, epoch)
     order = backend.asarray(backend.permutation(n))  # (N,) ints, uploaded once per epoch
-    total_loss, total_recon, total_kl = backend.zeros(()), backend.zeros(()), backend.zeros(())
+    totals = {}
     n_steps = -(-n // bs)
     with tqdm(total=n_steps, desc=f"epoch {epoch}", unit="step", leave=False,
               disable=None if progress is None else not progress, file=sys.stderr) as bar:
         for step, start in enumerate(range(0, n, bs), start=1):
-            xb = xp.take(x, order[start:min(start + bs, n)], axis=0)      # (B, D)
+            rows = order[start:min(start + bs, n)]
+            xb = xp.take(x, rows, axis=0)                                   # (B, D)
             if tconfig.binarize:
                 xb = binarize(xb, backend)
-            nb = xb.shape[0]
-            eps = backend.normal((nb, L))                          # (B, L)
-            parts, grads = loss_and_grads(params, xb, eps, config, check_values=False)
+            batch = {"x": xb, "y": None if y is None else xp.take(y, rows, axis=0), **(extra or {})}
+            beta = kl_weight((epoch - 1) * n_steps + step, n_steps, tconfig)
+            parts, grads = model.train_step(params, batch, backend, config, beta)
             optimizer.step(params, grads)
-            total_loss = total_loss + parts.loss * nb              # image-weighted sums, on device
-            total_recon = total_recon + parts.recon * nb
-            total_kl = total_kl + parts.kl * nb
+            nb = xb.shape[0]
+            for k, v in parts.items():                                      # image-weighted sums, on device
+                totals[k] = totals.get(k, 0.0) + v * nb
             bar.update(1)
             if step % PROGRESS_EVERY == 0:
-                bar.set_postfix(neg_elbo=f"{float(total_loss) / min(step * bs, n):.2f}")
-    return {"neg_elbo": float(total_loss) / n, "recon": float(total_recon) / n,
-            "kl": float(total_kl) / n}
+                bar.set_postfix(loss=f"{float(totals['loss']) / min(step * bs, n):.2f}")
+    return {k: float(v) / n for k, v in totals.items()}
 
 
-def evaluate(params, x, backend, config: VAEConfig, batch_size=1000) -> dict:
-    """The negative ELBO on `x`, with z sampled from q(z | x), nats per image.
+def evaluate(params, x, backend, config, batch_size=1000, y=None) -> dict:
+    """The model's test numbers on `x`, nats per image (the VAE: -ELBO with z sampled from q(z | x)).
 
     -ELBO = mean_n [ -log p(x_n | z_n) + KL(q(z | x_n) || p(z)) ],  z_n ~ q(z | x_n).
-    eps comes from the fixed stream STREAM_EVAL, so the numbers of different
-    epochs differ only through the parameters.
+    Its noise comes from the fixed stream STREAM_EVAL, so the numbers of
+    different epochs differ only through the parameters. y (N,): the labels
+    (the CVAE needs them; M2 scores its classifier with them).
 
-    Shapes: x (N, D) on the backend. Returns {"neg_elbo", "recon", "kl"} as floats.
+    Shapes: x (N, D) on the backend. Returns the means of the model's
+    eval_terms as floats ({"neg_elbo", "recon", "kl"} for the VAE).
     """
     xp = backend.xp
+    model = MODELS[model_name(config)]
     n = x.shape[0]
     backend.reseed(STREAM_EVAL)
-    total_recon, total_kl = backend.zeros(()), backend.zeros(())
+    totals = {}
     for start in range(0, n, batch_size):
-        xb = x[start:min(start + batch_size, n), :]                          # (B, D)
-        eps = backend.normal((xb.shape[0], config.latent_dim))       # (B, L)
-        recon, kl = neg_elbo_terms(params, xb, eps, config)          # (B,) each
-        total_recon = total_recon + xp.sum(recon)
-        total_kl = total_kl + xp.sum(kl)
-    recon, kl = float(total_recon) / n, float(total_kl) / n
-    return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}
+        batch = {"x": x[start:min(start + batch_size, n), :],                # (B, D)
+                 "y": None if y is None else y[start:min(start + batch_size, n)]}
+        for k, v in model.eval_terms(params, batch, backend, config).items():  # (B,) each
+            totals[k] = totals.get(k, 0.0) + xp.sum(v)
+    return {k: float(v) / n for k, v in totals.items()}
 
 
-def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500, progress=None) -> float:
+def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500, progress=None, y=None) -> float:
     """Importance-weighted estimate of -log p(x), nats per image, averaged over `x`.
 
     -log p(x_n) ~= -log (1/k) sum_j p(x_n | z_j) p(z_j) / q(z_j | x_n),  z_j ~ q(z | x_n)
@@ -229,7 +271,8 @@ def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500, progre
     minus log k for the mean. A chunk holds at most IW_CHUNK_FLOATS floats per
     layer output. docs/elbo.md#importance-weighting
 
-    Shapes: x (N, D) on the backend; eps drawn (k_c, B, L) per chunk. Returns a float.
+    Shapes: x (N, D) on the backend; eps drawn (k_c, B, L) per chunk; y (N,)
+    labels for the CVAE (then it is -log p(x | y)). Returns a float.
     """
     xp = backend.xp
     n, L = x.shape[0], config.latent_dim
@@ -242,11 +285,12 @@ def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500, progre
               disable=None if progress is None else not progress, file=sys.stderr) as bar:
         for (start, stop), c in zip(batches, chunk):
             xb = x[start:stop, :]                                          # (B, D)
+            yb = None if y is None else one_hot(y[start:stop], config.n_classes, like=xb)
             log_sum = None                                                 # log sum_j w_j so far, (B,)
             for j in range(0, k, c):
                 kc = min(c, k - j)
                 eps = backend.normal((kc, stop - start, L))                # rows j..j+kc of (k, B, L)
-                part = iw_log_px(params, xb, eps, config) + math.log(kc)   # log sum over the chunk
+                part = iw_log_px(params, xb, eps, config, y=yb) + math.log(kc)  # log sum over the chunk
                 log_sum = part if log_sum is None else xp.logaddexp(log_sum, part)
                 bar.update(1)
             total = total + xp.sum(log_sum - math.log(k))                  # log mean_j w_j, summed
@@ -330,6 +374,20 @@ def prepare_data(x, backend, config: VAEConfig, params, name: str):
     return x
 
 
+def prepare_labels(y, n, backend, config, name: str):
+    """Host integer labels (n,) in [0, n_classes) onto the backend, or None; checked once."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    K = config.n_classes
+    if y.shape != (n,) or y.dtype.kind not in "iu":
+        raise InputError(f"{name} has shape {y.shape} and dtype {y.dtype}: pass one integer label per image, ({n},)")
+    if K and y.size and (y.min() < 0 or y.max() >= K):
+        raise InputError(f"{name} has labels in [{y.min()}, {y.max()}] but the model has "
+                         f"n_classes={K}: labels must be 0..{K - 1}")
+    return backend.asarray(y.astype(np.int64))
+
+
 def _n_images(x, name) -> int:
     """N of an (N, D) array, or InputError naming it."""
     shape = np.shape(x)
@@ -345,6 +403,12 @@ def _start(config, tconfig, backend, ckpt_path, data, resume):
         params = init_params(config, backend)
         return params, Adam(params, lr=tconfig.lr), []
     params, adam_state, meta = load_checkpoint(ckpt_path, backend)
+    theirs = meta.get("model", "vae")                     # records before AE and M2 are the VAE's
+    if theirs != model_name(config):
+        raise CheckpointError(f"checkpoint {ckpt_path} holds a {theirs!r} model, not {model_name(config)!r}: "
+                              "resume it with its own demo, or pass a new --out")
+    # settings that came later take their then-only value in older records
+    meta["train_config"] = {"beta": 1.0, "warmup_epochs": 0, **meta["train_config"]}
     check_resumable(meta, config, {k: getattr(tconfig, k) for k in RESUME_FIELDS}, data, ckpt_path)
     check_checkpoint({"param": params, "adam.m": adam_state["m"], "adam.v": adam_state["v"]},
                      param_shapes(config), ckpt_path)
@@ -360,46 +424,53 @@ def _start(config, tconfig, backend, ckpt_path, data, resume):
     return params, optimizer, list(meta["epochs"])
 
 
-def _epoch_record(epoch, train, test, seconds, eval_seconds) -> dict:
-    """One entry of metrics.json's "epochs": nats per image, and seconds."""
-    return {"epoch": epoch,
-            "train_neg_elbo": train["neg_elbo"], "train_recon": train["recon"], "train_kl": train["kl"],
-            "test_neg_elbo": test["neg_elbo"], "test_recon": test["recon"], "test_kl": test["kl"],
-            "seconds": seconds, "eval_seconds": eval_seconds}
+def _epoch_record(epoch, train, test, seconds, eval_seconds, beta) -> dict:
+    """One entry of metrics.json's "epochs": the train and test numbers (nats per image), seconds.
+
+    For the VAE: train_loss is the objective recon + beta kl that was minimised;
+    train_neg_elbo = train_recon + train_kl is the negative ELBO (beta = 1), as
+    every test_neg_elbo is, whatever beta trained the model.
+    """
+    record = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
+    if "recon" in train and "kl" in train:
+        record["train_neg_elbo"] = train["recon"] + train["kl"]
+    record.update({f"test_{k}": v for k, v in test.items()})
+    record.update(beta=beta, seconds=seconds, eval_seconds=eval_seconds)
+    return record
 
 
 def _metrics(config, tconfig, backend, data, epochs, iw=None) -> dict:
     """The metrics.json record: settings, per-epoch numbers, the final test numbers."""
-    out = {"config": config.to_dict(), "train_config": tconfig.to_dict(),
+    out = {"model": model_name(config), "config": config.to_dict(), "train_config": tconfig.to_dict(),
            "backend": backend.name, "dtype": backend.dtype_name, "data": data,
            "epochs": epochs}
     if epochs:
-        last = epochs[-1]
-        out.update(test_neg_elbo=last["test_neg_elbo"], test_recon=last["test_recon"],
-                   test_kl=last["test_kl"])
+        out.update({k: v for k, v in epochs[-1].items() if k.startswith("test_")})
     if iw is not None:
         out.update(iw)
     return out
 
 
-EPOCH_NUMBERS = ("train_neg_elbo", "train_recon", "train_kl", "test_neg_elbo", "test_recon", "test_kl")
-
-
-def _train_and_test(params, optimizer, x_train, x_test, backend, config, tconfig, epoch, progress):
-    """One epoch of training, then the test -ELBO: the epoch's metrics.json record."""
+def _train_and_test(params, optimizer, x_train, x_test, backend, config, tconfig, epoch, progress,
+                    y_train=None, y_test=None, extra=None):
+    """One epoch of training, then the test numbers: the epoch's metrics.json record."""
     backend.synchronize()
     t0 = time.perf_counter()
-    train = train_epoch(params, optimizer, x_train, backend, config, tconfig, epoch, progress)
+    train = train_epoch(params, optimizer, x_train, backend, config, tconfig, epoch, progress, y_train, extra)
     backend.synchronize()
     t1 = time.perf_counter()
-    test = evaluate(params, x_test, backend, config, tconfig.eval_batch_size)
-    return _epoch_record(epoch, train, test, t1 - t0, time.perf_counter() - t1)
+    test = evaluate(params, x_test, backend, config, tconfig.eval_batch_size, y_test)
+    n_steps = -(-x_train.shape[0] // tconfig.batch_size)
+    beta = kl_weight(epoch * n_steps, n_steps, tconfig)           # the weight at the epoch's last step
+    return _epoch_record(epoch, train, test, t1 - t0, time.perf_counter() - t1, beta)
 
 
-def _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path) -> dict:
-    """The importance-weighted -log p(x) of the first iw_images test images, for metrics.json."""
-    x_iw = x_test[:min(tconfig.iw_images, x_test.shape[0]), :]
-    nll = iw_nll(params, x_iw, backend, config, tconfig.iw_k, progress=progress)
+def _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path, y_test=None) -> dict:
+    """The importance-weighted -log p(x) (-log p(x | y) for the CVAE) of the first iw_images test images."""
+    m = min(tconfig.iw_images, x_test.shape[0])
+    x_iw = x_test[:m, :]
+    nll = iw_nll(params, x_iw, backend, config, tconfig.iw_k, progress=progress,
+                 y=None if y_test is None else y_test[:m])
     if not math.isfinite(nll):
         raise DivergenceError(f"the -log p(x) estimate came out {nll} although the weights are "
                               f"finite: {_saved_phrase(saved, ckpt_path)}; skip the estimate with --iw-k 0")
@@ -425,7 +496,11 @@ def _saved_phrase(saved: int, ckpt_path) -> str:
 
 
 def _diverged(epoch, record, weights_finite, saved, ckpt_path, had_checkpoint, lr) -> DivergenceError:
-    numbers_ = f"train -ELBO {record['train_neg_elbo']:.4g}, test -ELBO {record['test_neg_elbo']:.4g}"
+    if "train_neg_elbo" in record and "test_neg_elbo" in record:
+        numbers_ = f"train -ELBO {record['train_neg_elbo']:.4g}, test -ELBO {record['test_neg_elbo']:.4g}"
+    else:
+        numbers_ = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in record.items()
+                             if k.startswith(("train_", "test_")))
     what = numbers_ if weights_finite else numbers_ + ", and the weights are NaN or inf"
     kept = (f"the last good checkpoint ({_saved_phrase(saved, ckpt_path)}) is kept" if saved
             else "nothing of this run was saved")
@@ -448,8 +523,15 @@ def _interrupted(phase, epoch, saved, ckpt_path, had_checkpoint) -> Interrupted:
 
 
 def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_dir,
-        resume=False, overwrite=False, progress=None, on_epoch=None) -> FitResult:
+        resume=False, overwrite=False, progress=None, on_epoch=None,
+        y_train=None, y_test=None, labelled=None) -> FitResult:
     """Train for tconfig.epochs epochs, checkpointing and writing metrics.json after each.
+
+    The model is the one of config's class (MODELS): a VAEConfig trains the VAE
+    (the CVAE when n_classes > 0: pass y_train and y_test, integer labels), an
+    AEConfig the (denoising) autoencoder, an M2Config M2: x_train is then the
+    unlabelled set, labelled = (x_labelled, y_labelled) the labelled one, and
+    y_test scores the classifier.
 
     x_train (N, D), x_test (M, D): host float arrays in [0, 1]. `backend` must
     be seeded with tconfig.seed. With resume=True, continue from
@@ -471,7 +553,17 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     if resume and overwrite:
         raise InputError("resume and overwrite contradict each other (--resume continues the "
                          "checkpoint, --overwrite replaces it): pass only one")
+    name = model_name(config)
     data = {"n_train": _n_images(x_train, "x_train"), "n_test": _n_images(x_test, "x_test")}
+    if name == "m2":
+        if labelled is None or len(labelled) != 2:
+            raise InputError("M2 needs a labelled set: pass labelled=(x_labelled, y_labelled)")
+        data["n_labelled"] = _n_images(labelled[0], "x_labelled")
+        if y_test is None:
+            raise InputError("M2 is scored by its test classification error: pass y_test")
+    if config.n_classes and name == "vae" and (y_train is None or y_test is None):
+        raise InputError(f"a conditional VAE (n_classes={config.n_classes}) trains on labels: "
+                         "pass y_train and y_test")
     check_memory(config, tconfig, backend)
     itemsize = 8 if backend.dtype_name == "float64" else 4
     ckpt_size = checkpoint_bytes(param_shapes(config), itemsize)
@@ -488,6 +580,12 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
         )
 
     params, optimizer, epochs = _start(config, tconfig, backend, ckpt_path, data, resume)
+    y_train = prepare_labels(y_train, data["n_train"], backend, config, "y_train")
+    y_test = prepare_labels(y_test, data["n_test"], backend, config, "y_test")
+    extra = None
+    if name == "m2":
+        extra = {"x_labelled": prepare_data(labelled[0], backend, config, params, "x_labelled"),
+                 "y_labelled": prepare_labels(labelled[1], data["n_labelled"], backend, config, "y_labelled")}
     x_train = prepare_data(x_train, backend, config, params, "x_train")
     x_test = prepare_data(x_test, backend, config, params, "x_test")
     if tconfig.binarize:
@@ -502,13 +600,14 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
         try:
             for epoch in range(len(epochs) + 1, tconfig.epochs + 1):
                 record = _train_and_test(params, optimizer, x_train, x_test, backend, config,
-                                         tconfig, epoch, progress)
+                                         tconfig, epoch, progress, y_train, y_test, extra)
                 weights_finite = _all_finite(backend, _state_arrays(params, optimizer))
-                if not (weights_finite and all(math.isfinite(record[k]) for k in EPOCH_NUMBERS)):
+                if not (weights_finite and all(math.isfinite(v) for v in record.values())):
                     raise _diverged(epoch, record, weights_finite, saved, ckpt_path,
                                     had_checkpoint, tconfig.lr)
                 epochs.append(record)                      # only finite epochs are ever saved
-                meta = {"config": config.to_dict(), "train_config": tconfig.to_dict(), "data": data,
+                meta = {"model": name, "config": config.to_dict(), "train_config": tconfig.to_dict(),
+                        "data": data,
                         "epoch": epoch, "backend": backend.name, "dtype": backend.dtype_name,
                         "rng": {"seed": tconfig.seed, "next_train_stream": [STREAM_TRAIN, epoch + 1]},
                         "epochs": epochs}    # the run's whole random state is (seed, next epoch)
@@ -518,8 +617,8 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
                 if on_epoch is not None:
                     on_epoch(epochs[-1])
             phase = "iw"
-            if tconfig.iw_k > 0 and tconfig.iw_images > 0:
-                iw = _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path)
+            if name == "vae" and tconfig.iw_k > 0 and tconfig.iw_images > 0:
+                iw = _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path, y_test)
         except KeyboardInterrupt:
             raise _interrupted(phase, epoch, saved, ckpt_path, had_checkpoint) from None
     metrics = _metrics(config, tconfig, backend, data, epochs, iw)

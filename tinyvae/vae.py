@@ -308,7 +308,7 @@ def check_batch(x, params, config: VAEConfig, eps=None, check_values=True, y=Non
                 f"({shape[0]}, {config.latent_dim}) {dtype}: draw it with backend.normal((N, latent_dim))"
             )
     K = config.n_classes
-    if K and y is None:
+    if K and y is None and eps is not None:        # data alone (eps None) may come without labels
         raise InputError(f"this is a conditional VAE (n_classes={K}): pass y, the one-hot labels "
                          f"(N, {K}), e.g. one_hot(labels, {K}, like=x)")
     if not K and y is not None:
