@@ -50,7 +50,7 @@ if (CHECKOUT / "tinyvae" / "__init__.py").is_file() and sys.path[:1] != [str(CHE
 from tinyvae.data import load_mnist, to_unit_interval  # noqa: E402  (after the sys.path line)
 from tinyvae.errors import TinyVAEError  # noqa: E402
 
-__all__ = ["CHECKOUT", "OneLineParser", "one_line_parser", "int_at_least", "positive_float",
+__all__ = ["CHECKOUT", "OneLineParser", "one_line_parser", "int_at_least", "positive_float", "nonnegative_float",
            "out_dir", "add_common_flags", "train_config_kwargs", "mnist", "main_wrapper"]
 
 
@@ -93,6 +93,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A flag type: a finite number >= 0 (e.g. a KL weight, where 0 is allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
 
 

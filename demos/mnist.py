@@ -2,6 +2,8 @@
 
     python demos/mnist.py                          # the PyTorch example: 784-400-20, 10 epochs
     python demos/mnist.py --latent-dim 2           # adds the latent manifold pictures
+    python demos/mnist.py --arch conv --epochs 30  # the Keras example's conv VAE, 2-D latent
+    python demos/mnist.py --beta 4                 # a beta-VAE (--kl-warmup-epochs for a warm-up)
     python demos/mnist.py --binarize --iw-k 5000   # the literature's log-likelihood setting
     python demos/mnist.py --epochs 20 --resume     # continue a run from its checkpoint
 
@@ -19,12 +21,21 @@ from pathlib import Path
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
+from common import (
+    add_common_flags,
+    int_at_least,
+    main_wrapper,
+    mnist,
+    nonnegative_float,
+    one_line_parser,
+    train_config_kwargs,
+)
 from tinyvae import plots
 from tinyvae.backend import get_backend
 from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE, prepare_out_dir
 from tinyvae.explorer import EXPLORER_FILE, run_caption, write_explorer
 from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.nets import keras_conv_decoder, keras_conv_encoder, summary
 from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
 
 N_RECONSTRUCTIONS = 10   # test digits shown above their reconstructions
@@ -46,11 +57,21 @@ def build_parser():
         "Train the tinyvae VAE on MNIST. Defaults: the PyTorch example (784-400-20, ReLU, its "
         "nn.Linear initialisation, batch 128, Adam lr 1e-3, 10 epochs, continuous pixels).")
     add_common_flags(p, out="runs/mnist")
-    p.add_argument("--latent-dim", type=int_at_least(1), default=20, metavar="L",
-                   help="default %(default)s; with 2 the manifold pictures are drawn too")
+    p.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
+                   help="mlp: dense layers (--hidden), the PyTorch example; conv: the Keras example's "
+                        "conv VAE (Conv 32, 64 stride 2, Dense 16 | Dense 7*7*64, ConvTranspose 64, "
+                        "32 stride 2, ConvTranspose 1); default %(default)s")
+    p.add_argument("--latent-dim", type=int_at_least(1), default=None, metavar="L",
+                   help="default 20 (mlp) or 2 (conv); with 2 the manifold pictures are drawn too")
     p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
-                   help="encoder hidden sizes, e.g. 400 or 512 256; the decoder mirrors them; "
+                   help="mlp: encoder hidden sizes, e.g. 400 or 512 256; the decoder mirrors them; "
                         "default 400")
+    p.add_argument("--beta", type=nonnegative_float, default=1.0,
+                   help="KL weight of the training objective recon + beta KL (the reported test "
+                        "-ELBO is always at beta = 1); default %(default)s")
+    p.add_argument("--kl-warmup-epochs", type=int_at_least(0), default=0, metavar="E",
+                   help="KL warm-up: the weight grows linearly from 0 to --beta over E epochs; "
+                        "default 0 (none)")
     p.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
                    help="p(x|z): bernoulli (cross-entropy, pixels in [0, 1]) or gaussian "
                         "(learned variance per pixel: a density, see docs/elbo.md); default %(default)s")
@@ -70,12 +91,17 @@ def build_parser():
 
 
 def configs_from_args(args):
-    """(VAEConfig, TrainConfig) from the parsed flags; the decoder mirrors the encoder."""
-    config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden),
-                       dec_hidden=tuple(reversed(args.hidden)), latent_dim=args.latent_dim,
-                       activation="relu", likelihood=args.likelihood, init=args.init)
+    """(VAEConfig, TrainConfig) from the parsed flags; the MLP decoder mirrors the encoder."""
+    if args.arch == "conv":
+        latent = args.latent_dim or 2
+        config = VAEConfig(input_dim=784, latent_dim=latent, encoder=keras_conv_encoder(latent),
+                           decoder=keras_conv_decoder(), likelihood=args.likelihood, init=args.init)
+    else:
+        config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden),
+                           dec_hidden=tuple(reversed(args.hidden)), latent_dim=args.latent_dim or 20,
+                           activation="relu", likelihood=args.likelihood, init=args.init)
     tconfig = TrainConfig(**train_config_kwargs(args), binarize=args.binarize, iw_k=args.iw_k,
-                          iw_images=args.iw_images)
+                          iw_images=args.iw_images, beta=args.beta, warmup_epochs=args.kl_warmup_epochs)
     return config, tconfig
 
 
@@ -134,10 +160,15 @@ def run(args) -> int:
     check_memory(config, tconfig, backend)                # a model too large for this machine,
     prepare_out_dir(args.out, OUTPUT_FILES)               # an --out that cannot hold the run
     x_train, _, x_test, y_test = mnist(args)
+    shape = "conv" if args.arch == "conv" else f"784-{'-'.join(map(str, config.enc_hidden))}"
     print(f"tinyvae on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
-          f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, "
-          f"{config.likelihood}{', binarized' if tconfig.binarize else ''}, "
+          f"{shape}-{config.latent_dim}, "
+          f"{config.likelihood}{', binarized' if tconfig.binarize else ''}"
+          f"{f', beta {tconfig.beta:g}' if tconfig.beta != 1 else ''}"
+          f"{f', KL warm-up {tconfig.warmup_epochs} epochs' if tconfig.warmup_epochs else ''}, "
           f"backend {backend.name}, out {args.out}", flush=True)
+    print(summary(config.encoder_layers, (784,), "encoder"))
+    print(summary(config.decoder_layers, (config.latent_dim,), "decoder"), flush=True)
     result = fit(x_train, x_test, config, tconfig, backend, args.out, resume=args.resume,
                  overwrite=args.overwrite, on_epoch=print_epoch)
     m = result.metrics

@@ -295,6 +295,30 @@ def test_run_then_resume_writes_everything(tmp_path, tiny_mnist, capsys):
     assert m["train_config"]["binarize"] is True and m["iw_k"] == 3
 
 
+def test_arch_conv_is_the_keras_example_and_prints_its_summary(tmp_path, tiny_mnist, capsys):
+    """--arch conv: the Keras conv VAE (134,165 parameters), latent 2 by default, manifolds drawn."""
+    argv = ["--arch", "conv", "--batch-size", "50", "--iw-k", "2", "--iw-images", "10", "--limit", "100",
+            "--epochs", "1", "--out", str(tmp_path)]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "total params: 69,076" in out and "total params: 65,089" in out     # encoder, decoder
+    assert "ConvTranspose(filters=32, kernel=3, stride=2, activation='relu')" in out
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["config"]["latent_dim"] == 2 and m["config"]["encoder"][1]["kind"] == "conv"
+    assert (tmp_path / "manifold_30x30.png").stat().st_size > 0
+
+
+def test_beta_and_warmup_flags_reach_the_training(tmp_path, tiny_mnist, capsys):
+    argv = [*SMALL, "--beta", "0.5", "--kl-warmup-epochs", "2", "--limit", "100", "--epochs", "1",
+            "--iw-k", "0", "--out", str(tmp_path)]
+    assert demo.main(argv) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["train_config"]["beta"] == 0.5 and m["train_config"]["warmup_epochs"] == 2
+    assert m["epochs"][0]["beta"] == pytest.approx(0.25)
+    e = m["epochs"][0]
+    assert e["test_neg_elbo"] == pytest.approx(e["test_recon"] + e["test_kl"])
+
+
 # ---- real MNIST ---------------------------------------------------------------------
 
 
@@ -322,6 +346,25 @@ def test_ten_epochs_match_the_pytorch_example(tmp_path):
     assert len(m["epochs"]) == 10
     assert m["test_neg_elbo"] <= 106.5
     assert m["test_iw_nll"] < m["test_neg_elbo"]
+
+
+def test_conv_smoke_run_on_real_mnist(tmp_path):
+    """The conv VAE's CI smoke run: 1,000 real training images, one epoch."""
+    out = tmp_path / "conv"
+    run = cli("--arch", "conv", "--limit", 1000, "--epochs", 1, "--iw-k", 0, "--out", out, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(m["test_neg_elbo"]) and m["test_neg_elbo"] < 450
+    assert m["epochs"][0]["test_neg_elbo"] < m["epochs"][0]["train_neg_elbo"] + 50
+
+
+@pytest.mark.slow
+def test_thirty_conv_epochs_reach_the_keras_example(tmp_path):
+    """The documented conv run: 30 epochs of the Keras conv VAE, test -ELBO <= 147 nats."""
+    run = cli("--arch", "conv", "--epochs", 30, "--iw-k", 0, "--out", tmp_path, timeout=6 * 3600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(m["epochs"]) == 30 and m["test_neg_elbo"] <= 147.0
 
 
 def test_the_demo_runs_the_code_of_its_own_checkout(tmp_path):
