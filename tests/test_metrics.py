@@ -136,3 +136,25 @@ def test_bad_input_is_one_line_naming_the_problem(fn, scores, labels, words):
     with pytest.raises(InputError, match=words) as e:
         fn(scores, labels)
     assert "\n" not in str(e.value)
+
+
+# ---- active latent units -----------------------------------------------------------
+
+
+def test_active_units_counts_the_units_whose_mean_moves_with_x():
+    """Unit 0 varies (variance 1), unit 1 barely (1e-4), unit 2 is constant, unit 3 just above 0.01."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    z = np.stack([rng.standard_normal(n), 0.01 * rng.standard_normal(n), np.full(n, 3.0),
+                  0.2 * rng.standard_normal(n)], axis=1)                # variances 1, 1e-4, 0, 0.04
+    from tinyvae.metrics import active_units, unit_activity
+    assert unit_activity(z) == pytest.approx([1.0, 1e-4, 0.0, 0.04], rel=0.05, abs=1e-12)
+    assert active_units(z) == 2                      # units 0 and 3
+    assert active_units(z, threshold=0.05) == 1
+    assert active_units(z, threshold=1e-6) == 3      # a constant unit is never active
+
+
+def test_active_units_refuses_a_single_image():
+    from tinyvae.metrics import active_units
+    with pytest.raises(InputError, match="at least two images"):
+        active_units(np.zeros((1, 5)))

@@ -241,3 +241,63 @@ def test_score_vs_ink(tmp_path):
     assert png_size(path) == (600, 480)
     with pytest.raises(InputError, match="do not match"):
         plots.score_vs_ink(ink[:5], scores["-ELBO"], is_anomaly, tmp_path / "bad.png", "-ELBO")
+
+
+# the autoencoder family ------------------------------------------------------
+
+
+@pytest.mark.parametrize("latent", [2, 5])
+def test_latent_scatters_one_panel_per_model(tmp_path, latent):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 10, 300)
+    panels = {"AE": 20 * rng.normal(size=(300, latent)), "VAE": rng.normal(size=(300, latent))}
+    path = plots.latent_scatters(panels, labels, tmp_path / "scatters.png", title="same digits")
+    assert png_size(only_file(tmp_path)) == (round((2 * 4.6 + 0.8) * plots.DPI), round(4.8 * plots.DPI))
+    assert path == tmp_path / "scatters.png"
+    with pytest.raises(InputError, match="'VAE'"):
+        plots.latent_scatters({"VAE": np.zeros((10, 2))}, labels, tmp_path / "bad.png")
+    with pytest.raises(InputError):
+        plots.latent_scatters({}, labels, tmp_path / "bad.png")
+
+
+def test_prior_circle_holds_95_percent_of_the_2d_normal():
+    z = np.random.default_rng(0).standard_normal((200_000, 2))
+    assert np.mean(np.hypot(z[:, 0], z[:, 1]) < plots.PRIOR_95_RADIUS) == pytest.approx(0.95, abs=0.002)
+
+
+def test_beta_tradeoff(tmp_path):
+    points = [("beta 0.5", 40.0, 70.0), ("beta 1", 26.0, 80.0), ("beta 4", 9.0, 110.0)]
+    path = plots.beta_tradeoff(points, tmp_path / "tradeoff.png")
+    assert png_size(path) == (640, 500)
+    with pytest.raises(InputError):
+        plots.beta_tradeoff([], tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("n_epochs", [1, 4])
+def test_kl_curves(tmp_path, n_epochs):
+    def epochs(ramp):
+        return [{"beta": min(1.0, (k + 1) / ramp), "test_kl": 20.0 + k, "test_neg_elbo": 120.0 - k}
+                for k in range(n_epochs)]
+    path = plots.kl_curves({"no warm-up": epochs(1), "warm-up 2 epochs": epochs(2)}, tmp_path / "kl.png")
+    assert png_size(path) == (1300, 400)
+    with pytest.raises(InputError):
+        plots.kl_curves({"empty": []}, tmp_path / "none.png")
+
+
+def test_unit_activities_draws_collapsed_units_too(tmp_path):
+    activity = {"beta 1": np.r_[np.full(12, 0.8), np.full(8, 1e-4)], "beta 4": np.r_[np.full(5, 0.9), np.zeros(15)]}
+    path = plots.unit_activities(activity, tmp_path / "units.png")
+    assert png_size(path) == (640, 460)
+    with pytest.raises(InputError):
+        plots.unit_activities({}, tmp_path / "none.png")
+
+
+def test_confusion_matrix(tmp_path):
+    counts = np.array([[50, 2, 0], [1, 40, 9], [0, 0, 3]])
+    path = plots.confusion_matrix(counts, tmp_path / "confusion.png")
+    assert path == tmp_path / "confusion.png"
+    assert png_size(only_file(tmp_path)) == (640, 560)
+    plots.confusion_matrix(np.zeros((2, 2), dtype=np.int64), tmp_path / "empty.png")  # no images: no crash
+    for bad in (np.ones((2, 3), dtype=int), np.array([[1, -1], [0, 1]]), np.ones((2, 2)) / 2, np.zeros((0, 0), int)):
+        with pytest.raises(InputError, match="counts"):
+            plots.confusion_matrix(bad, tmp_path / "bad.png")

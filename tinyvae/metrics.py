@@ -98,3 +98,30 @@ def roc_curve(scores, is_anomaly):
     fpr = np.r_[0.0, fp / fp[-1]]
     tpr = np.r_[0.0, tp / tp[-1]]
     return fpr, tpr
+
+
+# ---------------------------------------------------------------------------
+# Active latent units (Burda, Grosse & Salakhutdinov 2016)
+# ---------------------------------------------------------------------------
+
+
+def unit_activity(z_mean):
+    """Each latent unit's activity A_j = Cov_x(E_q[z_j | x]): the variance over images of its mean.
+
+    z_mean (N, L): the encoder means mu(x_n) of N images -> (L,) float64.
+    A unit whose mean hardly moves with x carries no information about x:
+    q(z_j | x) is then close to the prior for every image (posterior collapse).
+    Docs: docs/autoencoders.md#active-units
+    """
+    z = np.asarray(z_mean, dtype=np.float64)
+    if z.ndim != 2 or len(z) < 2:
+        raise InputError(f"z_mean has shape {z.shape}: pass the encoder means of at least two images, (N, L)")
+    return z.var(axis=0)
+
+
+def active_units(z_mean, threshold=0.01) -> int:
+    """How many latent units are active: A_j = Cov_x(E_q[z_j | x]) > threshold (0.01, as Burda et al.).
+
+    z_mean (N, L) -> int in 0..L. See unit_activity.
+    """
+    return int(np.sum(unit_activity(z_mean) > threshold))

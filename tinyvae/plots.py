@@ -348,3 +348,163 @@ def score_vs_ink(ink, score, is_anomaly, path, score_label, title=None):
     ax.grid(alpha=0.3)
     ax.legend(markerscale=4)
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------
+# The autoencoder family: side-by-side latent spaces, beta's trade-off, KL warm-up
+# ---------------------------------------------------------------------------
+
+PRIOR_95_RADIUS = 2.4477   # sqrt(-2 ln 0.05): 95% of the 2-D N(0, I) lies inside this circle
+
+
+def latent_scatters(panels, labels, path, title=None):
+    """Save several models' codes of the same test digits side by side, coloured by label.
+
+    panels: {title: z (N, L)}, e.g. the AE's codes and the VAE's means of q(z|x);
+    labels (N,) ints 0..9. Each panel has its own scale; for L == 2 the circle
+    holding 95% of N(0, I) is drawn, so one sees where prior samples land.
+    See _scatter_coordinates for L != 2.
+    """
+    if not panels:
+        raise InputError("latent_scatters needs at least one panel")
+    cmap = ListedColormap(colormaps["tab10"].colors)
+    norm = BoundaryNorm(np.arange(-0.5, 10), cmap.N)          # one colour per digit 0..9
+    fig = _new_figure(4.6 * len(panels) + 0.8, 4.8, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (name, z) in zip(axes, panels.items()):
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim != 2 or len(labels) != len(z):
+            raise InputError(f"panel {name!r}: z {z.shape} and labels {np.shape(labels)} do not match; "
+                             "pass z (N, L) and labels (N,)")
+        x, y, xlabel, ylabel = _scatter_coordinates(z)
+        ax.scatter(x, y, c=labels, cmap=cmap, norm=norm, s=3, alpha=0.5, linewidths=0)
+        if z.shape[1] == 2:
+            t = np.linspace(0, 2 * np.pi, 200)
+            ax.plot(PRIOR_95_RADIUS * np.cos(t), PRIOR_95_RADIUS * np.sin(t), color="k",
+                    linestyle="--", linewidth=1.2, label="95% of N(0, I)")
+            ax.legend(loc="upper right", fontsize="small")
+            ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), ticks=range(10), label="digit")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def beta_tradeoff(points, path, title="Reconstruction against KL (test set)"):
+    """Save each model's test reconstruction term against its KL term, with lines of equal -ELBO.
+
+    points: [(label, kl, recon)], nats per image (e.g. one per beta). Along a
+    dashed line recon + kl, the negative ELBO, is constant: moving between
+    points trades one term for the other.
+    """
+    if not points:
+        raise InputError("beta_tradeoff needs at least one point")
+    kl = np.array([p[1] for p in points], dtype=np.float64)
+    recon = np.array([p[2] for p in points], dtype=np.float64)
+    fig = _new_figure(6.4, 5.0, layout="constrained")
+    ax = fig.add_subplot()
+    span = max(kl.max() - kl.min(), 1.0)
+    ks = np.linspace(max(0.0, kl.min() - 0.3 * span), kl.max() + 0.3 * span, 50)
+    for k, (label, _, _) in enumerate(points):
+        total = kl[k] + recon[k]
+        ax.plot(ks, total - ks, color="0.7", linestyle="--", linewidth=1)
+        ax.annotate(f"{label}\n-ELBO {total:.1f}", (kl[k], recon[k]), textcoords="offset points",
+                    xytext=(8, 4), fontsize="small")
+    ax.plot(kl, recon, marker="o", color="tab:blue", linewidth=1.5)
+    pad = 0.15 * max(recon.max() - recon.min(), 5.0)
+    ax.set_ylim(recon.min() - pad, recon.max() + pad)
+    ax.set_xlim(ks[0], ks[-1])
+    ax.set_xlabel("KL(q(z|x) || p(z)), nats per image")
+    ax.set_ylabel("reconstruction -E_q[log p(x|z)], nats per image")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def kl_curves(runs, path, title=None):
+    """Save three panels per epoch for several runs: the KL weight, the test KL, the test -ELBO.
+
+    runs: {label: epochs}, each epochs a list of metrics.json records with keys
+    beta (the KL weight at the epoch's last step), test_kl, test_neg_elbo.
+    """
+    if not runs or not all(runs.values()):
+        raise InputError("kl_curves needs at least one run with at least one epoch")
+    fig = _new_figure(13, 4, layout="constrained")
+    axes = fig.subplots(1, 3)
+    for label, epochs in runs.items():
+        x = np.arange(1, len(epochs) + 1)
+        for ax, key in zip(axes, ("beta", "test_kl", "test_neg_elbo")):
+            ax.plot(x, [e[key] for e in epochs], marker="o", markersize=4, label=label)
+    for ax, name in zip(axes, ("(a) KL weight at the end of the epoch", "(b) test KL, nats per image",
+                               "(c) test -ELBO (beta = 1), nats per image")):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def unit_activities(activity, path, threshold=0.01, title=None):
+    """Save each run's latent-unit activities, largest first, on a log scale, with the threshold.
+
+    activity: {label: (L,)} from tinyvae.metrics.unit_activity; a unit is
+    active above `threshold`. Activities below 1e-8 are drawn at 1e-8.
+    """
+    if not activity:
+        raise InputError("unit_activities needs at least one run")
+    fig = _new_figure(6.4, 4.6, layout="constrained")
+    ax = fig.add_subplot()
+    for label, a in activity.items():
+        a = np.sort(np.asarray(a, dtype=np.float64).ravel())[::-1]
+        n_active = int(np.sum(a > threshold))
+        ax.plot(np.arange(1, len(a) + 1), np.maximum(a, 1e-8), marker="o", markersize=4,
+                label=f"{label}: {n_active} of {len(a)} active")
+    ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("latent unit, most active first")
+    ax.set_ylabel("activity Var_x(E_q[z_j | x])")
+    ax.set_title(title or "Active latent units")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def confusion_matrix(counts, path, title="Confusion matrix"):
+    """Save a classifier's confusion matrix: row = true class, column = predicted class.
+
+    counts (K, K) non-negative integers, counts[i, j] = images of class i
+    predicted as j. Each cell shows its count; its shade is the fraction of its
+    row (so every class reads alike, whatever its size); the diagonal is right.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0 \
+            or counts.dtype.kind not in "iu" or counts.min() < 0:
+        raise InputError(f"counts has shape {counts.shape} and dtype {counts.dtype}: pass a square "
+                         "(K, K) array of non-negative integer counts, true class by row")
+    K = counts.shape[0]
+    rows = counts.sum(axis=1, keepdims=True)                          # (K, 1) images per true class
+    fraction = counts / np.maximum(rows, 1)                           # (K, K), rows sum to 1 (or 0)
+    fig = _new_figure(6.4, 5.6, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(fraction, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(K):
+        for j in range(K):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize="small",
+                        color="white" if fraction[i, j] > 0.5 else "black")
+    ax.set_xticks(range(K))
+    ax.set_yticks(range(K))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    errors = int(counts.sum() - np.trace(counts))
+    ax.set_title(f"{title}: {errors} of {int(counts.sum())} wrong "
+                 f"({100 * errors / max(int(counts.sum()), 1):.2f}%)")
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    return _save(fig, path)
