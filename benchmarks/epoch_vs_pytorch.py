@@ -35,7 +35,6 @@ from tinyvae.backend import get_backend  # noqa: E402
 from tinyvae.vae import (  # noqa: E402
     VAEConfig,
     init_params,
-    layer_sizes,
     loss_and_grads,
     neg_elbo_terms,
 )
@@ -61,7 +60,8 @@ def matmul_shapes(config: VAEConfig, n: int):
     needs no gradient; PyTorch skips it too, since the images do not require
     grad). Listed in the order the step runs them.
     """
-    stacks = [sizes for _, sizes in layer_sizes(config)]
+    stacks = [[config.input_dim, *config.enc_hidden, 2 * config.latent_dim],   # encoder, head fused
+              [config.latent_dim, *config.dec_hidden, config.input_dim]]       # decoder
     fwd, bwd = [], []
     for sizes in stacks:
         for i in range(len(sizes) - 1):
