@@ -360,8 +360,8 @@ def speed(args, torch, x):
 
 def accuracy(args, torch, x, x_test):
     tv = TinyVAERun(x, args.seed)
-    runs = {"tinyvae": tv}
-    if torch is not None:
+    runs = {} if args.only == "pytorch" else {"tinyvae": tv}
+    if torch is not None and args.only != "tinyvae":
         runs["pytorch, tinyvae init"] = TorchRun(torch, x, args.seed,
                                                  init_from={k: to_numpy(v) for k, v in tv.params.items()})
     host_rng = np.random.default_rng(args.seed)
@@ -393,6 +393,8 @@ def main(argv=None):
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--accuracy", action="store_true", help="train both for --epochs, print the test loss")
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--only", choices=("tinyvae", "pytorch"),
+                   help="--accuracy for one library alone (e.g. beside a demo run of the other)")
     p.add_argument("--memory-child", choices=("tinyvae", "pytorch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
