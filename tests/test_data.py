@@ -416,3 +416,38 @@ def test_real_mnist_loads():
     assert np.bincount(d.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert d.x_train.min() == 0 and d.x_train.max() == 255
     assert d.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+
+
+# ---- the labelled subset of semi-supervised learning -----------------------------------
+
+
+def test_labelled_subset_is_balanced_sorted_and_seeded():
+    y = np.random.default_rng(5).integers(0, 10, 3000)
+    chosen = data.labelled_subset(y, 10, np.random.default_rng(0))
+    assert chosen.dtype == np.int64 and chosen.shape == (100,)
+    assert np.array_equal(chosen, np.sort(chosen)) and len(np.unique(chosen)) == 100
+    assert np.bincount(y[chosen], minlength=10).tolist() == [10] * 10
+    assert np.array_equal(chosen, data.labelled_subset(y, 10, np.random.default_rng(0)))
+    other = data.labelled_subset(y, 10, np.random.default_rng(1))
+    assert not np.array_equal(chosen, other)
+    rest = np.setdiff1d(np.arange(len(y)), chosen)          # the unlabelled set: disjoint, and all the rest
+    assert len(rest) == len(y) - 100 and not set(rest) & set(chosen)
+
+
+def test_labelled_subset_draws_every_image_of_a_class_alike():
+    """Not the first images of each class: over many seeds each index of class 0 is picked about equally."""
+    y = np.arange(200) % 10                                  # 20 images per class
+    hits = np.zeros(200)
+    for seed in range(400):
+        hits[data.labelled_subset(y, 5, np.random.default_rng(seed))] += 1
+    assert hits[y == 0].min() > 0.6 * 100 and hits[y == 0].max() < 1.4 * 100   # 400 * 5 / 20 = 100 each
+
+
+def test_labelled_subset_refuses_too_few_images_in_one_line():
+    y = np.r_[np.zeros(30, int), np.ones(4, int), np.full(30, 2)]
+    with pytest.raises(DataError, match="class 1 has only 4 images, fewer than the 5 per class") as e:
+        data.labelled_subset(y, 5, np.random.default_rng(0))
+    assert "\n" not in str(e.value)
+    for bad_y, per_class in ((np.zeros((2, 3), int), 1), (np.array([0.5, 1.0]), 1), (np.arange(10), 0)):
+        with pytest.raises(InputError):
+            data.labelled_subset(bad_y, per_class, np.random.default_rng(0))

@@ -301,3 +301,13 @@ def test_confusion_matrix(tmp_path):
     for bad in (np.ones((2, 3), dtype=int), np.array([[1, -1], [0, 1]]), np.ones((2, 2)) / 2, np.zeros((0, 0), int)):
         with pytest.raises(InputError, match="counts"):
             plots.confusion_matrix(bad, tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize("n_epochs", [1, 5])
+def test_m2_curves(tmp_path, n_epochs):
+    epochs = [{"test_error": 0.5 / (k + 1), "test_neg_elbo": 130.0 - k} for k in range(n_epochs)]
+    path = plots.m2_curves(epochs, tmp_path / "curves.png")
+    assert png_size(only_file(tmp_path)) == (1000, 400)
+    assert path == tmp_path / "curves.png"
+    with pytest.raises(InputError):
+        plots.m2_curves([], tmp_path / "none.png")

@@ -559,3 +559,28 @@ def load_mnist(data_dir=None, cache_dir=None, progress=True) -> MNIST:
         _save_to_cache(cache, d)
         return d
     raise DataError("could not get MNIST; tried " + "; ".join(tried) + ". Fix: " + HOW_TO_SUPPLY)
+
+
+# ---- a labelled subset, for semi-supervised learning ---------------------------
+
+
+def labelled_subset(y, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `per_class` images of each class of `y`, drawn without replacement by `rng`; sorted.
+
+    y (N,) integer labels 0..K-1, K = y.max() + 1; returns (K per_class,) int64
+    indices, ascending, with exactly `per_class` of each class (100 labels of
+    MNIST: per_class=10). The same generator state gives the same subset.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu" or y.size == 0 or y.min() < 0:
+        raise InputError(f"labelled_subset wants (N,) integer labels >= 0, got shape {y.shape} "
+                         f"dtype {y.dtype}")
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
+        raise InputError(f"per_class must be an integer >= 1, got {per_class!r}")
+    counts = np.bincount(y)                                          # (K,)
+    short = [k for k, c in enumerate(counts) if c < per_class]
+    if short:
+        raise DataError(f"class {short[0]} has only {counts[short[0]]} images, fewer than the "
+                        f"{per_class} per class asked for: ask for fewer labels, or use more images")
+    picks = [rng.choice(np.flatnonzero(y == k), size=per_class, replace=False) for k in range(len(counts))]
+    return np.sort(np.concatenate(picks)).astype(np.int64)

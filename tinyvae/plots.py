@@ -508,3 +508,29 @@ def confusion_matrix(counts, path, title="Confusion matrix"):
                  f"({100 * errors / max(int(counts.sum()), 1):.2f}%)")
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     return _save(fig, path)
+
+
+def m2_curves(epochs, path):
+    """Save M2's two test curves per epoch: (a) classification error in %, (b) -ELBO with y unobserved.
+
+    epochs: one dict per epoch (epoch k+1 at index k) with keys test_error (a
+    fraction) and test_neg_elbo (nats per image).
+    """
+    if not epochs:
+        raise InputError("m2_curves needs at least one epoch of history")
+    x = np.arange(1, len(epochs) + 1)
+    fig = _new_figure(10, 4, layout="constrained")
+    ax_error, ax_elbo = fig.subplots(1, 2)
+    ax_error.plot(x, [100 * e["test_error"] for e in epochs], marker="o", markersize=3)
+    ax_error.set_ylabel("test error (%)")
+    ax_error.set_yscale("log")
+    ax_error.set_title("(a) test classification error, argmax q(y|x)")
+    ax_elbo.plot(x, [e["test_neg_elbo"] for e in epochs], marker="o", markersize=3)
+    ax_elbo.set_ylabel("nats per image")
+    ax_elbo.set_title("(b) test -ELBO, y unobserved")
+    for ax in (ax_error, ax_elbo):
+        ax.set_xlabel("epoch")
+        ax.set_xlim(0.5, len(epochs) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
