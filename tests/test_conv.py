@@ -149,6 +149,22 @@ def test_conv2d_transpose_backward(name, seed, n, h, w, c, f, k, s):
 
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("transpose", [False, True])
+def test_conv_pairs_with_8_or_more_channels(name, transpose):
+    """From 8 channels up, col2im is fed one product per tap instead of slices of
+    one wide product: the same numbers, checked the same two ways."""
+    be = make(name)
+    c, f = (1, 8) if transpose else (8, 1)  # the image side of the kernel has 8 channels
+    x, W, b = random_case(5, 1, 3, 4, c, f, 3, transpose)
+    forward, backward, naive = ((conv.conv2d_transpose_forward, conv.conv2d_transpose_backward, naive_conv2d_transpose)
+                                if transpose else (conv.conv2d_forward, conv.conv2d_backward, naive_conv2d))
+    y, _ = forward(put(be, x), put(be, W), put(be, b), 2)
+    np.testing.assert_allclose(be.to_numpy(y), naive(x, W, b, 2), rtol=1e-12, atol=1e-12)
+    errors = check_backward(lambda x, W, b: forward(x, W, b, 2), backward, [put(be, a) for a in (x, W, b)])
+    assert max_error(errors) < TOL, errors
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("transpose", [False, True])
 def test_conv_backward_skips_dx_for_data(name, transpose):
     be = make(name)
     x, W, b = (put(be, a) for a in random_case(0, 2, 5, 6, 2, 3, 3, transpose))
