@@ -1,0 +1,207 @@
+"""beta and KL warm-up on MNIST: what the KL weight trades, and which latent units it switches off.
+
+    python demos/mnist_beta.py                               # beta 0.5, 1, 4; warm-up over 5 epochs
+    python demos/mnist_beta.py --betas 0.25 1 2 8 --latent-dim 32
+    python demos/mnist_beta.py --warmup-epochs 0             # the sweep alone
+
+Each run trains the VAE (784-400-L, the same shapes, epochs, batch size,
+learning rate and seed) on the objective recon + beta KL; the test numbers are
+always the negative ELBO at beta = 1 and its two terms, so runs compare. One
+more run trains beta = 1 with the KL weight ramped from 0 to 1 over the first
+--warmup-epochs epochs (train.kl_weight), against the same beta without it.
+
+A latent unit j is active when its mean moves with the input,
+A_j = Var_x(E_q[z_j | x]) > 0.01 over the test images (Burda et al. 2016,
+tinyvae.metrics.active_units); the others have collapsed to the prior.
+
+Written to --out:
+
+    beta_<b>/, beta_1_warmup<W>/   each run's checkpoint.npz and metrics.json (train.fit)
+    metrics.json                   the table: per run, beta, warm-up, objective, recon, KL, -ELBO, active units
+    tradeoff.png                   test reconstruction against KL, one point per beta
+    reconstructions.png            test digits, each beta's reconstructions and prior samples
+    kl_curves.png                  KL weight, test KL and test -ELBO per epoch of every run
+    active_units.png               every run's unit activities, and the threshold
+
+Errors the user can fix are one line on stderr, exit status 2; Ctrl-C is one
+line saying what is saved, exit status 130 (demos/common.py).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+# common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
+from common import (add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, positive_float,
+                    train_config_kwargs)
+from tinyvae import plots
+from tinyvae.backend import get_backend
+from tinyvae.checkpoint import METRICS_FILE, prepare_out_dir, write_json
+from tinyvae.metrics import active_units, unit_activity
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.vae import VAEConfig, decode_mean, encode
+
+THRESHOLD = 0.01            # a unit is active above this activity (Burda et al.)
+EVAL_BATCH = 1000
+N_SHOWN = 12                # test digits and samples per row of reconstructions.png
+PICTURES = ("tradeoff.png", "reconstructions.png", "kl_curves.png", "active_units.png")
+OUTPUT_FILES = (METRICS_FILE, *PICTURES)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def build_parser():
+    p = one_line_parser(
+        "demos/mnist_beta.py",
+        "Train the VAE on MNIST for several KL weights beta and with and without KL warm-up; "
+        "compare reconstruction, KL, the -ELBO and the active latent units.")
+    add_common_flags(p, out="runs/beta")
+    p.add_argument("--betas", type=positive_float, nargs="+", default=[0.5, 1.0, 4.0], metavar="B",
+                   help="the KL weights of the sweep; default 0.5 1 4")
+    p.add_argument("--warmup-epochs", type=int_at_least(0), default=5, metavar="W",
+                   help="the warm-up run ramps beta = 1 in from 0 over W epochs, step by step; "
+                        "0 skips it; default %(default)s")
+    p.add_argument("--latent-dim", type=int_at_least(1), default=20, metavar="L", help="default %(default)s")
+    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
+                   help="encoder hidden sizes; the decoder mirrors them; default 400")
+    return p
+
+
+def runs_from_args(args):
+    """(VAEConfig, {run name: TrainConfig}): the sweep, beta = 1 if it is not in it, the warm-up run."""
+    config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden), dec_hidden=tuple(reversed(args.hidden)),
+                       latent_dim=args.latent_dim, activation="relu", likelihood="bernoulli", init="pytorch")
+    shared = {**train_config_kwargs(args), "iw_k": 0}
+    betas = sorted(set(args.betas) | ({1.0} if args.warmup_epochs else set()))
+    runs = {f"beta_{b:g}": TrainConfig(**shared, beta=b) for b in betas}
+    if args.warmup_epochs:
+        runs[f"beta_1_warmup{args.warmup_epochs}"] = TrainConfig(**shared, beta=1.0,
+                                                                  warmup_epochs=args.warmup_epochs)
+    return config, runs
+
+
+def run_label(t: TrainConfig) -> str:
+    return f"beta {t.beta:g}" + (f", warm-up {epochs_phrase(t.warmup_epochs)}" if t.warmup_epochs else "")
+
+
+def epochs_phrase(n: int) -> str:
+    return "1 epoch" if n == 1 else f"{n} epochs"
+
+
+# ---------------------------------------------------------------------------
+# After training: active units, the table, the pictures
+# ---------------------------------------------------------------------------
+
+
+def latent_means(params, config, x, backend) -> np.ndarray:
+    """The means of q(z | x) of every image of x (N, 784) on the backend -> host (N, L)."""
+    return np.concatenate([backend.to_numpy(encode(params, x[s:s + EVAL_BATCH, :], config)[0])
+                           for s in range(0, x.shape[0], EVAL_BATCH)])
+
+
+def table_row(t: TrainConfig, metrics: dict, z_mean) -> dict:
+    """One run's line of the table: settings, final test numbers (nats per image), active units."""
+    recon, kl = metrics["test_recon"], metrics["test_kl"]
+    return {"beta": t.beta, "warmup_epochs": t.warmup_epochs, "objective": recon + t.beta * kl,
+            "recon": recon, "kl": kl, "neg_elbo": metrics["test_neg_elbo"],
+            "active_units": active_units(z_mean, THRESHOLD), "latent_dim": int(z_mean.shape[1])}
+
+
+def table_markdown(table: dict) -> str:
+    lines = ["| run | test recon + beta KL | test recon | test KL | test -ELBO (beta = 1) | active units |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in table.items():
+        warm = f", warm-up {epochs_phrase(r['warmup_epochs'])}" if r["warmup_epochs"] else ""
+        lines.append(f"| beta {r['beta']:g}{warm} | {r['objective']:.2f} | {r['recon']:.2f} | {r['kl']:.2f} "
+                     f"| {r['neg_elbo']:.2f} | {r['active_units']} of {r['latent_dim']} |")
+    return "\n".join(lines)
+
+
+def write_pictures(params, config, runs, table, epochs, activity, backend, x_test, out: Path) -> list:
+    """The four PNGs. x_test (M, 784) host."""
+    sweep = [name for name, t in runs.items() if not t.warmup_epochs]
+    plots.beta_tradeoff([(f"beta {runs[n].beta:g}", table[n]["kl"], table[n]["recon"]) for n in sweep],
+                        out / "tradeoff.png", title="Test reconstruction against KL, one point per beta")
+
+    x = backend.asarray(x_test[:N_SHOWN])
+    backend.reseed(STREAM_PICTURES)
+    z_prior = backend.normal((N_SHOWN, config.latent_dim))                     # the same z for every run
+    rows = [("test digits", x_test[:N_SHOWN])]
+    for name in runs:
+        label = run_label(runs[name]).replace(", ", "\n")
+        recon = decode_mean(params[name], encode(params[name], x, config)[0], config)     # (12, 784)
+        rows += [(f"{label}\nreconstruction", backend.to_numpy(recon)),
+                 (f"{label}\nz ~ N(0, I)", backend.to_numpy(decode_mean(params[name], z_prior, config)))]
+    plots.image_rows(rows, out / "reconstructions.png",
+                     "Test digits, then for each run: reconstructions (mean of q) and prior samples")
+
+    plots.kl_curves({run_label(runs[n]): epochs[n] for n in runs}, out / "kl_curves.png",
+                    title="Per epoch: each beta, and beta = 1 warmed up")
+    plots.unit_activities({run_label(runs[n]): activity[n] for n in runs}, out / "active_units.png",
+                          threshold=THRESHOLD, title="Active latent units: Var_x(E_q[z_j | x]) on the test set")
+    return list(PICTURES)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def print_epoch(record: dict):
+    """One line per epoch: the KL weight, the objective, and the test -ELBO = recon + KL."""
+    tqdm.write(f"epoch {record['epoch']:3d}  KL weight {record['beta']:5.3g}  "
+               f"train loss {record['train_loss']:8.2f}  test -ELBO {record['test_neg_elbo']:8.2f} "
+               f"= {record['test_recon']:7.2f} recon "
+               f"+ {record['test_kl']:6.2f} KL  (nats/image)  {record['seconds']:6.1f} s")
+
+
+def run(args) -> int:
+    config, runs = runs_from_args(args)
+    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
+    check_memory(config, next(iter(runs.values())), backend)   # a model too large for this machine,
+    out = prepare_out_dir(args.out, OUTPUT_FILES)         # an --out that cannot hold the run
+    x_train, _, x_test, _ = mnist(args)
+    print(f"beta-VAE on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
+          f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, runs: "
+          + "; ".join(run_label(t) for t in runs.values()) + f", backend {backend.name}, out {out}", flush=True)
+    t0 = time.perf_counter()
+    params, epochs, activity, table, seconds = {}, {}, {}, {}, {}
+    for name, tconfig in runs.items():
+        print(f"{run_label(tconfig)}:", flush=True)
+        t = time.perf_counter()
+        result = fit(x_train, x_test, config, tconfig, backend, out / name, resume=args.resume,
+                     overwrite=args.overwrite, on_epoch=print_epoch)
+        params[name], epochs[name], seconds[name] = result.params, result.metrics["epochs"], \
+            time.perf_counter() - t
+        z_mean = latent_means(result.params, config, backend.asarray(x_test), backend)   # (M, L)
+        activity[name] = unit_activity(z_mean)
+        table[name] = table_row(tconfig, result.metrics, z_mean)
+    print(table_markdown(table))
+    try:
+        pictures = write_pictures(params, config, runs, table, epochs, activity, backend, x_test, out)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after training: every run is saved under {out}; "
+                          "--resume draws the pictures again") from None
+    seconds["total"] = time.perf_counter() - t0
+    write_json(out / METRICS_FILE, {
+        "config": config.to_dict(), "train_configs": {n: t.to_dict() for n, t in runs.items()},
+        "backend": backend.name, "dtype": backend.dtype_name,
+        "data": {"n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])},
+        "threshold": THRESHOLD, "table": table,
+        "unit_activity": {n: a.tolist() for n, a in activity.items()}, "seconds": seconds})
+    print(f"wrote {out}/: {', '.join(f'{n}/' for n in runs)}, {METRICS_FILE}, " + ", ".join(pictures)
+          + f"  ({seconds['total']:.0f} s)")
+    return 0
+
+
+main = main_wrapper(build_parser, run)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The conditional VAE on MNIST: "draw me a 7". A one-hot label joins the encoder's input and z.
+
+    python demos/mnist_cvae.py                       # 784-400-2 (+ the label), 10 epochs, and the VAE
+    python demos/mnist_cvae.py --latent-dim 20       # more room for style
+    python demos/mnist_cvae.py --no-compare          # the CVAE alone
+
+The CVAE (VAEConfig with n_classes=10) models p(x | y): its decoder reads
+[z | y], so z is free to hold what the label does not say, the style (slant,
+width, stroke). Unless --no-compare, the unconditional VAE of the same size is
+trained the same way beside it (train.fit: the same epochs, batch size,
+learning rate and seed), and the two test -ELBOs are compared: -log p(x | y)
+against -log p(x). A perfect model could gain at most log 10 = 2.30 nats from
+the label (docs/autoencoders.md#the-conditional-vae).
+
+The digit grid decodes the same z values (one per column, z ~ N(0, I)) with
+each label 0-9 (one per row); it is checked with a nearest-class-mean
+classifier (the mean training image of each digit, compared by angle): a row is
+read as its digit when most of its images are nearest that digit's mean.
+
+Written to --out:
+
+    cvae/, vae/              each model's checkpoint.npz and metrics.json (train.fit)
+    metrics.json             both models' final test numbers, the grid check, seconds
+    digit_grid.png           rows 0-9 from the same z values: the style kept, the class changed
+    style_transfer.png       test digits (top), their z = mean of q(z | x, y) decoded with every label
+    samples.png              class-conditional samples: each row one label, each image its own z
+
+Errors the user can fix are one line on stderr, exit status 2; Ctrl-C is one
+line saying what is saved, exit status 130 (demos/common.py).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+# common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
+from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
+from tinyvae import plots
+from tinyvae.backend import get_backend
+from tinyvae.checkpoint import METRICS_FILE, prepare_out_dir, write_json
+from tinyvae.layers import one_hot
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.vae import VAEConfig, decode_mean, encode
+
+K = 10                      # digits
+N_COLUMNS = 10              # z values in the digit grid and in each row of samples
+STREAM_SAMPLES = 12         # the independent z of samples.png (the grid uses STREAM_PICTURES)
+PICTURES = ("digit_grid.png", "style_transfer.png", "samples.png")
+OUTPUT_FILES = (METRICS_FILE, *PICTURES)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def build_parser():
+    p = one_line_parser(
+        "demos/mnist_cvae.py",
+        "Train the conditional VAE on MNIST (and the unconditional VAE of the same size beside it); "
+        "draw each digit in the same styles, and compare the test -ELBOs.")
+    add_common_flags(p, out="runs/cvae")
+    p.add_argument("--latent-dim", type=int_at_least(1), default=2, metavar="L",
+                   help="latent dimensions of both models; default %(default)s")
+    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
+                   help="encoder hidden sizes of both models; the decoders mirror them; default 400")
+    p.add_argument("--no-compare", action="store_true",
+                   help="train the CVAE only, not the unconditional VAE beside it")
+    p.add_argument("--iw-k", type=int_at_least(0), default=100, metavar="K",
+                   help="importance samples per image for -log p(x | y) and -log p(x), 0 to skip; "
+                        "default %(default)s")
+    p.add_argument("--iw-images", type=int_at_least(1), default=10000, metavar="N",
+                   help="test images (the first N) in that estimate; default %(default)s")
+    return p
+
+
+def configs_from_args(args):
+    """({'cvae': VAEConfig(n_classes=10), 'vae': VAEConfig} (no 'vae' with --no-compare), TrainConfig)."""
+    shape = dict(input_dim=784, enc_hidden=tuple(args.hidden), dec_hidden=tuple(reversed(args.hidden)),
+                 latent_dim=args.latent_dim, activation="relu", likelihood="bernoulli", init="pytorch")
+    configs = {"cvae": VAEConfig(**shape, n_classes=K)}
+    if not args.no_compare:
+        configs["vae"] = VAEConfig(**shape)
+    return configs, TrainConfig(**train_config_kwargs(args), iw_k=args.iw_k, iw_images=args.iw_images)
+
+
+# ---------------------------------------------------------------------------
+# The grids, and reading them back
+# ---------------------------------------------------------------------------
+
+
+def labelled(params, config: VAEConfig, z, label: int, backend):
+    """E[x | z, y = label] for every row of z (M, L) on the backend -> host (M, 784)."""
+    y = one_hot(backend.asarray(np.full(z.shape[0], label)), K, like=z)        # (M, K)
+    return backend.to_numpy(decode_mean(params, z, config, y))
+
+
+def digit_grid(params, config: VAEConfig, backend, n_columns=N_COLUMNS) -> np.ndarray:
+    """(10, n_columns, 784): row d decodes the same z values (z ~ N(0, I), STREAM_PICTURES) with label d."""
+    backend.reseed(STREAM_PICTURES)
+    z = backend.normal((n_columns, config.latent_dim))                          # (C, L)
+    return np.stack([labelled(params, config, z, d, backend) for d in range(K)])
+
+
+def class_means(x, y) -> np.ndarray:
+    """The mean image of each digit, (10, 784): the nearest-class-mean classifier's prototypes."""
+    return np.stack([x[y == d].mean(axis=0) for d in range(K)])
+
+
+def unit_length(a) -> np.ndarray:
+    """Each row scaled to Euclidean length 1 (an all-zero row stays zero): (M, D) -> (M, D)."""
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_class(images, means) -> np.ndarray:
+    """Each image's nearest class mean, both scaled to length 1: (M, 784), (10, 784) -> (M,) labels.
+
+    argmin_c || x / |x| - m_c / |m_c| ||^2 = argmax_c cos(x, m_c): a faint and a
+    bold stroke of one shape compare alike (by plain distance, a thin 0 lies
+    nearer the mean 5, which has less ink than the mean 0).
+    """
+    return (unit_length(images) @ unit_length(means).T).argmax(axis=1)            # (M, 10) -> (M,)
+
+
+def read_grid(grid, means) -> dict:
+    """How each row of the grid reads: {"read_as": [majority class per row], "right": rows read as
+    their own digit, "cells_right": images nearest their own row's mean}."""
+    votes = [nearest_class(row, means) for row in grid]                          # (C,) per row
+    read_as = [int(np.bincount(v, minlength=K).argmax()) for v in votes]
+    return {"read_as": read_as, "right": sum(r == d for d, r in enumerate(read_as)),
+            "cells_right": int(sum(np.sum(v == d) for d, v in enumerate(votes))),
+            "cells": int(sum(len(v) for v in votes))}
+
+
+def write_pictures(params, config, backend, grid, x_test, y_test, out: Path) -> list:
+    """digit_grid.png, style_transfer.png, samples.png. grid (10, C, 784) from digit_grid."""
+    rows = [(f"y = {d}", grid[d]) for d in range(K)]
+    plots.image_rows(rows, out / "digit_grid.png",
+                     "One z ~ N(0, I) per column, one label per row: the style stays, the digit changes")
+
+    x = backend.asarray(x_test[:N_COLUMNS])                                      # (C, 784)
+    y = one_hot(backend.asarray(y_test[:N_COLUMNS]), K, like=x)
+    z = encode(params, x, config, y)[0]                                          # (C, L) means of q(z | x, y)
+    rows = [("test digit", x_test[:N_COLUMNS])]
+    rows += [(f"y = {d}", labelled(params, config, z, d, backend)) for d in range(K)]
+    plots.image_rows(rows, out / "style_transfer.png",
+                     "Test digits (top): their z = mean of q(z | x, y), decoded with every label")
+
+    backend.reseed(STREAM_SAMPLES)
+    rows = [(f"y = {d}", labelled(params, config, backend.normal((N_COLUMNS, config.latent_dim)), d, backend))
+            for d in range(K)]
+    plots.image_rows(rows, out / "samples.png", "Class-conditional samples: x ~ p(x | z, y), z ~ N(0, I)")
+    return list(PICTURES)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def print_epoch(record: dict):
+    """One line per epoch: train and test -ELBO (recon + KL), nats per image, seconds."""
+    tqdm.write(f"epoch {record['epoch']:3d}  train -ELBO {record['train_neg_elbo']:8.2f}  "
+               f"test -ELBO {record['test_neg_elbo']:8.2f} = {record['test_recon']:7.2f} recon "
+               f"+ {record['test_kl']:6.2f} KL  (nats/image)  {record['seconds']:6.1f} s")
+
+
+def final_numbers(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k.startswith("test_") or k in ("iw_k", "iw_images")}
+
+
+def run(args) -> int:
+    configs, tconfig = configs_from_args(args)
+    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
+    for config in configs.values():
+        check_memory(config, tconfig, backend)            # a model too large for this machine,
+    out = prepare_out_dir(args.out, OUTPUT_FILES)         # an --out that cannot hold the run
+    x_train, y_train, x_test, y_test = mnist(args)
+    c = configs["cvae"]
+    print(f"CVAE{'' if args.no_compare else ' and VAE'} on MNIST: {x_train.shape[0]} train / "
+          f"{x_test.shape[0]} test images, 784-{'-'.join(map(str, c.enc_hidden))}-{c.latent_dim}, "
+          f"backend {backend.name}, out {out}", flush=True)
+    t0 = time.perf_counter()
+    params, finals, seconds = {}, {}, {}
+    for name, config in configs.items():
+        print(f"{name.upper()}:", flush=True)
+        t = time.perf_counter()
+        labels = {"y_train": y_train, "y_test": y_test} if config.n_classes else {}
+        result = fit(x_train, x_test, config, tconfig, backend, out / name, resume=args.resume,
+                     overwrite=args.overwrite, on_epoch=print_epoch, **labels)
+        params[name], finals[name], seconds[name] = result.params, final_numbers(result.metrics), \
+            time.perf_counter() - t
+    for name, f in finals.items():
+        given = "-log p(x | y)" if name == "cvae" else "-log p(x)"
+        iw = f"; {given} ~= {f['test_iw_nll']:.2f} (k={f['iw_k']})" if "test_iw_nll" in f else ""
+        print(f"{name.upper():4s} test -ELBO {f['test_neg_elbo']:.2f} nats/image "
+              f"(recon {f['test_recon']:.2f} + KL {f['test_kl']:.2f}){iw}")
+    try:
+        grid = digit_grid(params["cvae"], c, backend)
+        check = read_grid(grid, class_means(x_train, np.asarray(y_train)))
+        print(f"digit grid: rows read as {check['read_as']} by the nearest class mean: "
+              f"{check['right']} of {K} rows right ({check['cells_right']} of {check['cells']} images)")
+        pictures = write_pictures(params["cvae"], c, backend, grid, x_test, np.asarray(y_test), out)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after training: the models are saved under {out}; "
+                          "--resume draws the pictures again") from None
+    seconds["total"] = time.perf_counter() - t0
+    write_json(out / METRICS_FILE, {
+        "configs": {name: config.to_dict() for name, config in configs.items()},
+        "train_config": tconfig.to_dict(), "backend": backend.name, "dtype": backend.dtype_name,
+        "data": {"n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])},
+        "final": finals, "digit_grid": check, "seconds": seconds})
+    print(f"wrote {out}/: {', '.join(f'{n}/' for n in configs)}, {METRICS_FILE}, " + ", ".join(pictures)
+          + f"  ({seconds['total']:.0f} s)")
+    return 0
+
+
+main = main_wrapper(build_parser, run)
+
+if __name__ == "__main__":
+    sys.exit(main())
