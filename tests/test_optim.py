@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
+from tinyvae.errors import InputError
 from tinyvae.optim import SGD, Adam
 
 
@@ -80,3 +81,50 @@ def test_optimizer_state_round_trips(opt_cls):
         b.step(saved_params, g)
     for k in params:
         np.testing.assert_array_equal(params[k], saved_params[k])
+
+
+BAD_SETTINGS = [  # (optimizer, keyword arguments, what the message must name)
+    (Adam, {"lr": float("nan")}, "Adam lr"),
+    (Adam, {"lr": -1e-3}, "Adam lr"),
+    (Adam, {"lr": 0.0}, "Adam lr"),
+    (Adam, {"lr": float("inf")}, "Adam lr"),
+    (Adam, {"lr": "1e-3"}, "Adam lr"),
+    (Adam, {"lr": True}, "Adam lr"),
+    (Adam, {"betas": (1.0, 0.999)}, "Adam betas[0]"),
+    (Adam, {"betas": (-0.1, 0.999)}, "Adam betas[0]"),
+    (Adam, {"betas": (0.9, 1.0)}, "Adam betas[1]"),
+    (Adam, {"betas": (0.9, float("nan"))}, "Adam betas[1]"),
+    (Adam, {"betas": 0.9}, "Adam betas"),
+    (Adam, {"betas": (0.9, 0.99, 0.999)}, "Adam betas"),
+    (Adam, {"eps": 0.0}, "Adam eps"),
+    (Adam, {"eps": -1e-8}, "Adam eps"),
+    (Adam, {"eps": float("nan")}, "Adam eps"),
+    (SGD, {"lr": float("nan")}, "SGD lr"),
+    (SGD, {"lr": -0.01}, "SGD lr"),
+    (SGD, {"momentum": 1.0}, "SGD momentum"),
+    (SGD, {"momentum": -0.5}, "SGD momentum"),
+    (SGD, {"momentum": float("inf")}, "SGD momentum"),
+]
+
+
+@pytest.mark.parametrize("opt_cls, kwargs, names", BAD_SETTINGS)
+def test_bad_settings_raise_one_line_naming_the_fix(opt_cls, kwargs, names):
+    params = {"w": np.zeros(3)}
+    with pytest.raises(InputError) as e:
+        opt_cls(params, **kwargs)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(names) and "pass e.g." in msg, msg
+    given = next(iter(kwargs.values()))
+    bad = [b for b in given if not 0 <= b < 1] if names.startswith("Adam betas[") else [given]
+    assert repr(bad[0]) in msg, msg  # the value that was given
+
+
+@pytest.mark.parametrize("opt_cls, kwargs", [
+    (Adam, {"lr": 1, "betas": (0, 0), "eps": 1e-12}),
+    (Adam, {"lr": np.float32(1e-3), "betas": [0.5, 0.999999]}),
+    (SGD, {"lr": 10, "momentum": 0}),
+    (SGD, {"momentum": 0.999}),
+])
+def test_edge_settings_in_range_are_accepted(opt_cls, kwargs):
+    opt = opt_cls({"w": np.zeros(3)}, **kwargs)
+    assert type(opt.lr) is float and opt.lr == float(kwargs.get("lr", opt.lr))

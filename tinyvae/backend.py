@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of  # noqa: F401  re-exported: x.device, also on NumPy 1.x
+from array_api_compat import is_numpy_array  # noqa: F401  re-exported: gates NumPy-only fast paths (fused.py)
 
 from .errors import BackendError
 
