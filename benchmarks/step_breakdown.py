@@ -6,12 +6,19 @@ steps with a stopwatch around every forward/backward function that
 prints milliseconds per step for each, largest first, next to the matrix
 multiplies alone (the floor of epoch_vs_pytorch.py).
 
-    python benchmarks/step_breakdown.py                 # NumPy, 400 timed steps
+Two columns, measured in turns in one process so that both see the same
+machine: Adam's plain lines (`fast=False`) and its fast path (`fast=True`,
+tinyvae/fused.py), each on its own copy of the same model, in blocks of
+--block steps, alternating, with a block of the matmul floor between them.
+The line "not the multiplies" is STEP minus the floor.
+
+    python benchmarks/step_breakdown.py                 # NumPy, 400 timed steps per column
     python benchmarks/step_breakdown.py --backend cupy  # synchronises per call: slower
 
 The stopwatch costs about a microsecond a call. On CuPy every timed call is
 followed by a synchronisation, so the numbers show where the GPU's time goes,
-not how fast training runs. Results: docs/benchmarks.md.
+not how fast training runs (and Adam runs its plain lines there either way).
+Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -27,14 +34,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # epoch_vs_pytorch, ne
 import numpy as np  # noqa: E402
 from epoch_vs_pytorch import CONFIG, MatmulFloor, TinyVAERun, load_data  # noqa: E402
 
-import tinyvae.vae as model  # noqa: E402
+import tinyvae.nets as nets  # noqa: E402
+import tinyvae.vae as vae  # noqa: E402
+from tinyvae.layers import ACTIVATIONS  # noqa: E402
 
-TIMED = [  # the names loss_and_grads looks up in tinyvae.vae
-    "check_batch", "affine_forward", "affine_backward",
-    "reparameterize_forward", "reparameterize_backward",
-    "bernoulli_nll_forward", "bernoulli_nll_backward",
-    "kl_normal_forward", "kl_normal_backward",
-]
+# The names loss_and_grads looks up, by the module it looks them up in.
+TIMED = {
+    vae: ["check_batch", "reparameterize_forward", "reparameterize_backward",
+          "bernoulli_nll_forward", "bernoulli_nll_backward",
+          "kl_normal_forward", "kl_normal_backward"],
+    nets: ["affine_forward", "affine_backward"],
+}
+COLUMNS = {"fast=False": False, "fast=True": True}  # Adam's switch
 
 
 def stopwatch(fn, label, totals, sync):
@@ -42,81 +53,113 @@ def stopwatch(fn, label, totals, sync):
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         sync()
-        totals[label] += time.perf_counter() - t0
+        totals[0][label] += time.perf_counter() - t0
         return out
     return timed
+
+
+def install_stopwatches(current, sync):
+    """Wrap every timed function (and the activations a Dense layer calls); returns the undo."""
+    saved = [(module, name, getattr(module, name)) for module, names in TIMED.items() for name in names]
+    for module, name, fn in saved:
+        setattr(module, name, stopwatch(fn, name, current, sync))
+    acts = {a: ACTIVATIONS[a] for a in ("relu", "linear")}
+    for a, (fwd, bwd) in acts.items():
+        ACTIVATIONS[a] = (stopwatch(fwd, f"{a}_forward", current, sync),
+                          stopwatch(bwd, f"{a}_backward", current, sync))
+
+    def undo():
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+        ACTIVATIONS.update(acts)
+    return undo
+
+
+def train_steps(run, order, start, n_steps, batch_size, totals):
+    """n_steps of training from image `start` of `order`; stopwatch totals go to `totals`."""
+    be, xp, sync = run.be, run.xp, run.be.synchronize
+    n = order.shape[0]
+    for _ in range(n_steps):
+        s = start % (n - batch_size + 1)
+        t0 = time.perf_counter()
+        xb = xp.take(run.x, order[s:s + batch_size], axis=0)
+        sync()
+        t1 = time.perf_counter()
+        eps = be.normal((xb.shape[0], CONFIG.latent_dim))
+        sync()
+        t2 = time.perf_counter()
+        _, grads = vae.loss_and_grads(run.params, xb, eps, CONFIG, check_values=False)
+        sync()
+        t3 = time.perf_counter()
+        run.opt.step(run.params, grads)
+        sync()
+        t4 = time.perf_counter()
+        totals["batch (take)"] += t1 - t0
+        totals["noise (backend.normal)"] += t2 - t1
+        totals["loss_and_grads, all of it"] += t3 - t2
+        totals["Adam.step"] += t4 - t3
+        totals["STEP"] += t4 - t0
+        start += batch_size
+    return start
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
-    p.add_argument("--steps", type=int, default=400, help="timed steps (after 30 warm-up steps)")
+    p.add_argument("--steps", type=int, default=400, help="timed steps per column (after 30 warm-up steps)")
+    p.add_argument("--block", type=int, default=50, help="steps per turn before the other column runs")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--synthetic", action="store_true", help="random pixels instead of MNIST")
     args = p.parse_args(argv)
 
-    warm = 30
-    n_images = (args.steps + warm) * args.batch_size
-    x, _ = load_data(min(n_images, 60000), args.synthetic)
-    run = TinyVAERun(args.backend, x)
-    be, xp = run.be, run.xp
-    sync = be.synchronize
-    totals = collections.defaultdict(float)
-
-    # Wrap the functions loss_and_grads calls, and the activation pair it uses.
-    originals = {name: getattr(model, name) for name in TIMED}
-    for name, fn in originals.items():
-        setattr(model, name, stopwatch(fn, name, totals, sync))
-    act = CONFIG.activation
-    act_pair = model.ACTIVATIONS[act]
-    model.ACTIVATIONS[act] = (stopwatch(act_pair[0], f"{act}_forward", totals, sync),
-                              stopwatch(act_pair[1], f"{act}_backward", totals, sync))
+    warm, bs = 30, args.batch_size
+    x, _ = load_data(min((args.steps + warm) * bs, 60000), args.synthetic)
+    runs = {name: TinyVAERun(args.backend, x, fast=fast) for name, fast in COLUMNS.items()}
+    floor = MatmulFloor(args.backend, bs)
+    sync = runs["fast=True"].be.synchronize
+    order = runs["fast=True"].be.asarray(np.random.default_rng(0).permutation(x.shape[0]))
+    totals = {name: collections.defaultdict(float) for name in runs}
+    current = [None]  # the totals the stopwatches write to
+    undo = install_stopwatches(current, sync)
     try:
-        order = be.asarray(np.random.default_rng(0).permutation(x.shape[0]))
-        steps = 0
-        for start in range(0, n_images, args.batch_size):
-            if steps == warm:
-                totals.clear()
+        starts = {}
+        for name, run in runs.items():  # warm up each column off the clock
+            current[0] = collections.defaultdict(float)
+            starts[name] = train_steps(run, order, 0, warm, bs, current[0])
+        floor.epoch(warm * bs)
+        done, turn = 0, 0
+        while done < args.steps:
+            n = min(args.block, args.steps - done)
+            names = list(runs) if turn % 2 == 0 else list(runs)[::-1]
+            for name in names:
+                current[0] = totals[name]
+                starts[name] = train_steps(runs[name], order, starts[name], n, bs, totals[name])
             t0 = time.perf_counter()
-            xb = xp.take(run.x, order[start % x.shape[0]:start % x.shape[0] + args.batch_size], axis=0)
-            sync()
-            t1 = time.perf_counter()
-            eps = be.normal((xb.shape[0], CONFIG.latent_dim))
-            sync()
-            t2 = time.perf_counter()
-            _, grads = model.loss_and_grads(run.params, xb, eps, CONFIG, check_values=False)
-            sync()
-            t3 = time.perf_counter()
-            run.opt.step(run.params, grads)
-            sync()
-            t4 = time.perf_counter()
-            totals["batch (take)"] += t1 - t0
-            totals["noise (backend.normal)"] += t2 - t1
-            totals["loss_and_grads, all of it"] += t3 - t2
-            totals["Adam.step"] += t4 - t3
-            totals["STEP"] += t4 - t0
-            steps += 1
+            floor.epoch(n * bs)
+            floor_s = time.perf_counter() - t0
+            for name in runs:
+                totals[name]["matrix multiplies alone (floor)"] += floor_s
+            done, turn = done + n, turn + 1
     finally:
-        for name, fn in originals.items():
-            setattr(model, name, fn)
-        model.ACTIVATIONS[act] = act_pair
+        undo()
 
-    timed = steps - warm
-    inner = sum(v for k, v in totals.items() if k in TIMED or k.startswith(act))
-    totals["loss_and_grads, its own lines"] = totals["loss_and_grads, all of it"] - inner
-    floor = MatmulFloor(args.backend, args.batch_size)
-    floor.epoch(warm * args.batch_size)
-    t0 = time.perf_counter()
-    floor.epoch(timed * args.batch_size)
-    totals["matrix multiplies alone (floor)"] = time.perf_counter() - t0
+    for t in totals.values():
+        inner = sum(v for k, v in t.items() if k.endswith(("_forward", "_backward")) or k == "check_batch")
+        t["loss_and_grads, its own lines"] = t["loss_and_grads, all of it"] - inner
+        t["not the multiplies (STEP - floor)"] = t["STEP"] - t["matrix multiplies alone (floor)"]
 
-    print(f"{args.backend}, batch {args.batch_size}, {timed} steps, "
+    print(f"{args.backend}, batch {bs}, {done} steps per column in turns of {args.block}, "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"{'':40s}{'ms/step':>9s}{'share':>8s}")
-    for label, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
-        share = seconds / totals["STEP"]
-        print(f"{label:40s}{seconds / timed * 1e3:9.3f}{share:8.0%}")
-    print("(affine_forward/backward hold the multiplies, bias adds and bias sums)")
+    print(f"{'':40s}" + "".join(f"{name:>18s}" for name in runs))
+    print(f"{'':40s}" + "".join(f"{'ms/step':>10s}{'share':>8s}" for _ in runs))
+    base = totals["fast=False"]
+    for label in sorted(base, key=lambda k: -base[k]):
+        print(f"{label:40s}" + "".join(
+            f"{t[label] / done * 1e3:10.3f}{t[label] / t['STEP']:8.0%}" for t in totals.values()))
+    ratio = totals["fast=True"]["not the multiplies (STEP - floor)"] / base["not the multiplies (STEP - floor)"]
+    print(f"not the multiplies, fast=True / fast=False: {ratio:.2f}   (target <= 0.50)")
+    print("(the floor is measured between the turns and is not part of a step's sum; "
+          "affine_forward/backward hold the multiplies, bias adds and bias sums)")
 
 
 if __name__ == "__main__":
