@@ -78,8 +78,6 @@ def build_parser():
     p.add_argument("--latent-dim", type=int_at_least(1), default=50, metavar="L", help="default %(default)s")
     p.add_argument("--hidden", type=int_at_least(1), default=500, metavar="H",
                    help="units in the one hidden layer of each network; default %(default)s")
-    p.add_argument("--binarize", action="store_true",
-                   help="resample training pixels as Bernoulli(x) every epoch (the test set is binarized once)")
     return p
 
 
@@ -94,7 +92,7 @@ def configs_from_args(args, n_labelled: int, n_unlabelled: int):
     h = (args.hidden,)
     config = M2Config(input_dim=784, enc_hidden=h, dec_hidden=h, cls_hidden=h, latent_dim=args.latent_dim,
                       activation="softplus", likelihood="bernoulli", n_classes=K, alpha=alpha)
-    tconfig = TrainConfig(**train_config_kwargs(args), binarize=args.binarize, iw_k=0)
+    tconfig = TrainConfig(**train_config_kwargs(args), iw_k=0)      # continuous pixels in [0, 1]
     return config, tconfig
 
 
@@ -175,15 +173,12 @@ def run(args) -> int:
     print(f"M2 on MNIST: {len(chosen)} labelled ({record['per_class'][0]} per digit, seed {args.seed}, "
           f"sha256 {record['indices_sha256'][:12]}) + {len(rest)} unlabelled / {len(x_test)} test images, "
           f"784-{args.hidden}-{config.latent_dim}, alpha {config.alpha:g}"
-          f"{', binarized' if tconfig.binarize else ''}, backend {backend.name}, out {args.out}", flush=True)
+          f", backend {backend.name}, out {args.out}", flush=True)
     result = fit(x_train[rest], x_test, config, tconfig, backend, args.out, y_test=y_test,
                  labelled=(x_train[chosen], y_train[chosen]), resume=args.resume,
                  overwrite=args.overwrite, on_epoch=print_epoch)
     m = result.metrics
-    x_eval = x_test
-    if tconfig.binarize:                      # score the test set fit scored: binarized once, same stream
-        x_eval = backend.to_numpy(_binarized_test(x_test, backend))
-    counts = confusion(y_test, predict(result.params, config, backend, x_eval))
+    counts = confusion(y_test, predict(result.params, config, backend, x_test))
     m.update(labelled=record, confusion_matrix=counts.tolist(),
              seconds=sum(e["seconds"] + e["eval_seconds"] for e in m["epochs"]))
     write_json(Path(args.out) / METRICS_FILE, m)
@@ -197,13 +192,6 @@ def run(args) -> int:
                           f"and metrics.json are saved in {args.out}; --resume draws them again") from None
     print(f"wrote {args.out}/: checkpoint.npz, metrics.json, " + ", ".join(p.name for p in pictures))
     return 0
-
-
-def _binarized_test(x_test, backend):
-    """The test set as fit binarized it: Bernoulli(x) once, on the stream STREAM_BINARIZE_TEST."""
-    from tinyvae.train import STREAM_BINARIZE_TEST, binarize
-    backend.reseed(STREAM_BINARIZE_TEST)
-    return binarize(backend.asarray(x_test), backend)
 
 
 main = main_wrapper(build_parser, run)
