@@ -29,6 +29,12 @@ from __future__ import annotations
 
 from .backend import device_of, namespace_of
 
+# The batch goes through im2col, col2im and their multiplies this many images at
+# a time. A pass's columns (at most 1.8 MB in the Keras VAE, float32) are still
+# in cache when the multiply reads them; built for the whole batch at once they
+# go out to memory and back. Results do not depend on it (up to rounding).
+IMAGES_PER_PASS = 8
+
 
 def same_padding(size, k, stride):
     """Keras/TF 'same' padding of one axis: (before, after), the odd pixel after.
@@ -52,6 +58,11 @@ def zero_pad(x, pads):
     return xpad
 
 
+def _passes(N):
+    """The batch in slices of IMAGES_PER_PASS images (the last may be shorter); stops exact."""
+    return [slice(n, min(n + IMAGES_PER_PASS, N)) for n in range(0, N, IMAGES_PER_PASS)]
+
+
 def _tap(i, j, s, OH, OW):
     """Index of the pixels kernel tap (i, j) reads, one per output pixel: a strided slice, (N, OH, OW, C).
 
@@ -73,49 +84,32 @@ def im2col(xpad, k, s, OH, OW):
     return xp.reshape(cols, (-1, k * k * xpad.shape[3]))
 
 
-def col2im(blocks, xpad, k, s, OH, OW):
+def col2im(cols, xpad_shape, k, s, OH, OW):
     """The adjoint of im2col: xpad[n, s oh + i, s ow + j, c] += cols[(n, oh, ow), (i, j, c)], over all (oh, ow, i, j).
 
-    Adds onto `xpad` (N, Hp, Wp, C), a zero image, in place, and returns it.
-    `blocks` holds the columns tap by tap: k*k arrays (N*OH*OW, C) in the
-    order (i, j) = (0, 0), (0, 1), ..., block i*k + j being the columns
-    [(i*k + j)*C, (i*k + j + 1)*C) of the im2col layout. Any iterable will do,
-    so a caller can compute each block just before it is added.
+    Every column is added back onto the pixel it was read from.
+    Shapes: cols (N*OH*OW, k*k*C) -> xpad (N, Hp, Wp, C), zero where no window reads.
     """
-    xp = namespace_of(xpad)
-    N, C = xpad.shape[0], xpad.shape[3]
-    for t, block in enumerate(blocks):
+    xp = namespace_of(cols)
+    N, C = xpad_shape[0], xpad_shape[3]
+    cols = xp.reshape(cols, (N, OH, OW, k * k, C))
+    xpad = xp.zeros(xpad_shape, dtype=cols.dtype, device=device_of(cols))
+    for t in range(k * k):
         i, j = divmod(t, k)
         # Within one tap the strided slice meets each pixel at most once, so this
         # += is exact; pixels that several taps read are summed by the loop.
-        xpad[_tap(i, j, s, OH, OW)] += xp.reshape(block, (N, OH, OW, C))
+        xpad[_tap(i, j, s, OH, OW)] += cols[:, :, :, t, :]
     return xpad
-
-
-def _products_by_tap(a2, W):
-    """The k*k column blocks a2 @ W[i, j]^T, in tap order, for col2im.
-
-    Shapes: a2 (M, D), W (k, k, C, D) -> k*k blocks (M, C).
-    One product per tap gives contiguous blocks, which col2im adds several
-    times faster than strided column slices of one wide product; but with
-    fewer than 8 channels a per-tap product is too narrow for the BLAS, and
-    one product, sliced, is faster (timed by benchmarks/conv_layers.py).
-    """
-    xp = namespace_of(a2)
-    k, C, D = W.shape[0], W.shape[2], W.shape[3]
-    if C < 8:
-        cols = a2 @ xp.reshape(W, (k * k * C, D)).T                        # (M, k k C)
-        return [cols[:, t * C:(t + 1) * C] for t in range(k * k)]
-    return (a2 @ W[i, j, :, :].T for i in range(k) for j in range(k))     # computed as col2im asks
 
 
 def conv2d_forward(x, W, b, stride):
     """2-D convolution, 'same' padding: y[n,oh,ow,f] = b[f] + sum_{i,j,c} xpad[n, s oh + i, s ow + j, c] W[i,j,c,f].
 
-    Computed as y = im2col(xpad) @ W2 + b, with W2 = W reshaped to (k*k*C, F).
+    Computed as y = im2col(xpad) @ W2 + b, with W2 = W reshaped to (k*k*C, F),
+    a few images at a time. The cache keeps the padded input; the backward
+    builds the columns again rather than keeping them all (they are 2.25 times
+    the input at stride 2, 9 times at stride 1).
     Shapes: x (N, H, W, C), W (k, k, C, F), b (F,) -> y (N, ceil(H/s), ceil(W/s), F).
-    The cache holds the columns, (N*OH*OW, k*k*C): 2.25 times the input at
-    stride 2, 9 times at stride 1, in exchange for not rebuilding them.
     Derivation: docs/gradients.md#conv2d
     """
     xp = namespace_of(x)
@@ -123,9 +117,13 @@ def conv2d_forward(x, W, b, stride):
     k, F, s = W.shape[0], W.shape[3], stride
     OH, OW = -(-H // s), -(-Wd // s)
     pads = (same_padding(H, k, s), same_padding(Wd, k, s))
-    cols = im2col(zero_pad(x, pads), k, s, OH, OW)               # (N OH OW, k k C)
-    y = cols @ xp.reshape(W, (k * k * C, F)) + b                 # (N OH OW, F)
-    return xp.reshape(y, (N, OH, OW, F)), (cols, W, x.shape, pads, s)
+    xpad = zero_pad(x, pads)                                     # (N, Hp, Wp, C)
+    W2 = xp.reshape(W, (k * k * C, F))
+    y = xp.empty((N, OH, OW, F), dtype=x.dtype, device=device_of(x))
+    for p in _passes(N):
+        cols = im2col(xpad[p, ...], k, s, OH, OW)                # (n OH OW, k k C)
+        y[p, ...] = xp.reshape(cols @ W2 + b, (-1, OH, OW, F))
+    return y, (xpad, W, x.shape, pads, s)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
@@ -135,21 +133,23 @@ def conv2d_backward(dy, cache, need_dx=True):
     False: the first layer's input is data), dW (k, k, C, F), db (F,).
     Derivation: docs/gradients.md#conv2d
     """
-    cols, W, x_shape, pads, s = cache
+    xpad, W, x_shape, pads, s = cache
     xp = namespace_of(dy)
     N, OH, OW, F = dy.shape
-    k = W.shape[0]
-    dy2 = xp.reshape(dy, (-1, F))                                # (N OH OW, F)
-    dW = xp.reshape(cols.T @ dy2, W.shape)                       # (k k C, F) -> (k, k, C, F)
-    db = xp.sum(dy2, axis=0)                                     # (F,)
-    if not need_dx:
-        return None, dW, db
-    (t, bt), (l, r) = pads
+    k, C = W.shape[0], W.shape[2]
+    (t, _), (l, _) = pads
     H, Wd = x_shape[1], x_shape[2]
-    # dcols = dy2 W2^T, tap by tap: block (i, j) is dy2 @ W[i, j]^T, (N OH OW, C)
-    dxpad = xp.zeros((N, H + t + bt, Wd + l + r, x_shape[3]), dtype=dy.dtype, device=device_of(dy))
-    dxpad = col2im(_products_by_tap(dy2, W), dxpad, k, s, OH, OW)
-    return dxpad[:, t:t + H, l:l + Wd, :], dW, db
+    W2 = xp.reshape(W, (k * k * C, F))
+    dW2 = xp.zeros((k * k * C, F), dtype=dy.dtype, device=device_of(dy))
+    dx = xp.empty(x_shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
+    for p in _passes(N):
+        dy2 = xp.reshape(dy[p, ...], (-1, F))                    # (n OH OW, F)
+        dW2 += im2col(xpad[p, ...], k, s, OH, OW).T @ dy2        # cols^T dy2: (k k C, F)
+        if need_dx:
+            dxpad = col2im(dy2 @ W2.T, xpad[p, ...].shape, k, s, OH, OW)   # dcols = dy2 W2^T: (n OH OW, k k C)
+            dx[p, ...] = dxpad[:, t:t + H, l:l + Wd, :]          # the padding's gradient is dropped
+    db = xp.sum(xp.reshape(dy, (-1, F)), axis=0)                 # (F,)
+    return dx, xp.reshape(dW2, W.shape), db
 
 
 def conv2d_transpose_forward(x, W, b, stride):
@@ -167,29 +167,34 @@ def conv2d_transpose_forward(x, W, b, stride):
     OH, OW = H * s, Wd * s
     pads = (same_padding(OH, k, s), same_padding(OW, k, s))
     (t, bt), (l, r) = pads
-    x2 = xp.reshape(x, (-1, Cin))                                # (N H W, C_in)
-    # cols = x2 W2^T, tap by tap: block (i, j) is x2 @ W[i, j]^T, (N H W, C_out)
-    ypad = xp.zeros((N, OH + t + bt, OW + l + r, Cout), dtype=x.dtype, device=device_of(x))
-    ypad = col2im(_products_by_tap(x2, W), ypad, k, s, H, Wd)
-    y = ypad[:, t:t + OH, l:l + OW, :] + b                       # (N, OH, OW, C_out)
-    return y, (x2, W, x.shape, pads, s)
+    W2 = xp.reshape(W, (k * k * Cout, Cin))
+    y = xp.empty((N, OH, OW, Cout), dtype=x.dtype, device=device_of(x))
+    for p in _passes(N):
+        cols = xp.reshape(x[p, ...], (-1, Cin)) @ W2.T           # x2 W2^T: (n H W, k k C_out)
+        ypad = col2im(cols, (p.stop - p.start, OH + t + bt, OW + l + r, Cout), k, s, H, Wd)
+        y[p, ...] = ypad[:, t:t + OH, l:l + OW, :] + b           # crop the padding, add the bias
+    return y, (x, W, pads, s)
 
 
 def conv2d_transpose_backward(dy, cache, need_dx=True):
     """Gradients of the transposed conv, a conv2d forward of dy: dx2 = dcols W2, dW2 = dcols^T x2, db = sum of dy.
 
-    dcols = im2col(pad(dy)), (N*H*W, k*k*C_out).
+    dcols = im2col(pad(dy)), (N*H*W, k*k*C_out), built a few images at a time.
     Shapes: dy (N, H*s, W*s, C_out) -> dx (N, H, W, C_in) (None when
     `need_dx` is False), dW (k, k, C_out, C_in), db (C_out,).
     Derivation: docs/gradients.md#transposed-conv
     """
-    x2, W, x_shape, pads, s = cache
+    x, W, pads, s = cache
     xp = namespace_of(dy)
-    k, Cout, Cin = W.shape[0], W.shape[2], W.shape[3]
-    dcols = im2col(zero_pad(dy, pads), k, s, x_shape[1], x_shape[2])     # (N H W, k k C_out)
-    dW = xp.reshape(dcols.T @ x2, W.shape)                               # (k k C_out, C_in)
-    db = xp.sum(xp.reshape(dy, (-1, Cout)), axis=0)                      # (C_out,)
-    if not need_dx:
-        return None, dW, db
-    dx = dcols @ xp.reshape(W, (k * k * Cout, Cin))                      # (N H W, C_in)
-    return xp.reshape(dx, x_shape), dW, db
+    N, H, Wd, Cin = x.shape
+    k, Cout = W.shape[0], W.shape[2]
+    W2 = xp.reshape(W, (k * k * Cout, Cin))
+    dW2 = xp.zeros((k * k * Cout, Cin), dtype=dy.dtype, device=device_of(dy))
+    dx = xp.empty(x.shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
+    for p in _passes(N):
+        dcols = im2col(zero_pad(dy[p, ...], pads), k, s, H, Wd)  # (n H W, k k C_out)
+        dW2 += dcols.T @ xp.reshape(x[p, ...], (-1, Cin))        # (k k C_out, C_in)
+        if need_dx:
+            dx[p, ...] = xp.reshape(dcols @ W2, (-1, H, Wd, Cin))
+    db = xp.sum(xp.reshape(dy, (-1, Cout)), axis=0)              # (C_out,)
+    return dx, xp.reshape(dW2, W.shape), db
