@@ -40,23 +40,26 @@ def links(H, W, k, s):
 
 
 def naive_conv2d(x, W, b, s):
-    """y[n, oh, ow] = b + sum over taps of x[n, h, w] @ W[i, j]: loops over n and the links."""
-    N, H, Wd, _ = x.shape
+    """y[n, oh, ow, :] = b + sum over (i, j, c) of x[n, h, w, c] W[i, j, c, :]: six loops
+    (n; oh, ow, i, j inside `links`; c), as the definition reads."""
+    N, H, Wd, C = x.shape
     y = np.zeros((N, -(-H // s), -(-Wd // s), W.shape[3])) + b
     for n in range(N):
         for h, w, oh, ow, i, j in links(H, Wd, W.shape[0], s):
-            y[n, oh, ow] += x[n, h, w] @ W[i, j]
+            for c in range(C):
+                y[n, oh, ow, :] += x[n, h, w, c] * W[i, j, c, :]
     return y
 
 
 def naive_conv2d_transpose(x, W, b, s):
     """The same links run backwards: each input pixel x[n, oh, ow] is scattered
     through W[i, j] (C_out, C_in) onto the output pixel (h, w) that tap reads."""
-    N, H, Wd, _ = x.shape
+    N, H, Wd, C_in = x.shape
     y = np.zeros((N, H * s, Wd * s, W.shape[2])) + b
     for n in range(N):
         for h, w, oh, ow, i, j in links(H * s, Wd * s, W.shape[0], s):
-            y[n, h, w] += W[i, j] @ x[n, oh, ow]
+            for c in range(C_in):
+                y[n, h, w, :] += W[i, j, :, c] * x[n, oh, ow, c]
     return y
 
 
@@ -263,6 +266,39 @@ def test_gradient_check_catches_a_flipped_kernel_and_a_tap_offset(bug):
     else:
         assert errors[0] > 1e-2, errors  # dx is wrong, and the check says so
         assert max(errors[1:]) < TOL, errors
+
+
+def taps_reversed(cols, k):
+    """cols (M, k*k*C) with its k*k tap blocks in reverse order: tap (i, j) becomes
+    (k-1-i, k-1-j), the kernel rotated by 180 degrees."""
+    M = cols.shape[0]
+    return np.reshape(np.reshape(cols, (M, k * k, -1))[:, ::-1, :], (M, -1))
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_gradient_check_catches_a_flipped_kernel_in_the_engine(flipped, transpose, monkeypatch):
+    """The same bug planted in conv.py itself: the backward's col2im (conv) or
+    im2col (transposed conv) reads the taps in reverse; the forward is untouched."""
+    be = make("numpy")
+    im2col, col2im = conv.im2col, conv.col2im
+
+    def flipped_im2col(xpad, k, s, OH, OW):
+        return taps_reversed(im2col(xpad, k, s, OH, OW), k)
+
+    def flipped_col2im(cols, xpad_shape, k, s, OH, OW):
+        return col2im(taps_reversed(cols, k), xpad_shape, k, s, OH, OW)
+
+    if flipped:
+        monkeypatch.setattr(conv, *(("im2col", flipped_im2col) if transpose else ("col2im", flipped_col2im)))
+    forward, backward = ((conv.conv2d_transpose_forward, conv.conv2d_transpose_backward) if transpose
+                         else (conv.conv2d_forward, conv.conv2d_backward))
+    x, W, b = (put(be, a) for a in random_case(7, 2, 4, 5, 2, 3, 3, transpose))
+    errors = check_backward(lambda x, W, b: forward(x, W, b, 2), backward, [x, W, b])
+    if flipped:
+        assert errors[0] > 1e-2, errors  # dx is wrong, and the check says so
+    else:
+        assert max_error(errors) < TOL, errors
 
 
 # ---- PyTorch: the layouts the docstrings describe -------------------------------------------
