@@ -165,15 +165,26 @@ def corruption_name(config: AEConfig) -> str:
 # ---------------------------------------------------------------------------
 
 
-def write_pictures(params, configs, backend, x, x_noisy, y_test, out: Path) -> list:
-    """reconstructions.png, samples.png, latent_scatters.png. x, x_noisy (M, 784) on the backend."""
+def codes(params, configs, name, x_in):
+    """The AE's code h = enc(x_in), or the mean of the VAE's q(z | x_in): (B, 784) -> (B, L)."""
+    if name == "vae":
+        return vae.encode(params[name], x_in, configs[name])[0]
+    return ae.encode(params[name], x_in, configs[name])
+
+
+def code_spread(z) -> dict:
+    """Where a model puts the test digits, against N(0, I): each dimension's mean and standard
+    deviation, and (L = 2) the share of them inside the circle holding 95% of N(0, I)."""
+    z = np.asarray(z, dtype=np.float64)                                     # (N, L)
+    inside = float(np.mean(np.hypot(z[:, 0], z[:, 1]) < plots.PRIOR_95_RADIUS)) if z.shape[1] == 2 else None
+    return {"mean": z.mean(axis=0).tolist(), "std": z.std(axis=0).tolist(), "inside_prior_95": inside}
+
+
+def write_pictures(params, configs, backend, x, x_noisy, y_test, test_codes, out: Path) -> list:
+    """reconstructions.png, samples.png, latent_scatters.png. x, x_noisy (M, 784) on the backend;
+    test_codes {name: host (M, L)}."""
     to_np = backend.to_numpy
     cv = configs["vae"]
-
-    def codes(name, x_in):                       # the AE's code h, or the mean of the VAE's q(z|x)
-        if name == "vae":
-            return vae.encode(params[name], x_in, cv)[0]
-        return ae.encode(params[name], x_in, configs[name])
 
     def decoded(name, z):                        # pixel probabilities sigma(logits), (M, 784)
         if name == "vae":
@@ -184,7 +195,8 @@ def write_pictures(params, configs, backend, x, x_noisy, y_test, out: Path) -> l
     for column, x_in in (("test digits", x[:N_SHOWN, :]),
                          (f"corrupted\n({corruption_name(configs['dae'])})", x_noisy[:N_SHOWN, :])):
         rows.append((column, to_np(x_in)))
-        rows += [(f"{label}\nreconstruction", decoded(name, codes(name, x_in))) for name, label in MODELS.items()]
+        rows += [(f"{label}\nreconstruction", decoded(name, codes(params, configs, name, x_in)))
+                 for name, label in MODELS.items()]
     plots.image_rows(rows, out / "reconstructions.png",
                      "Clean and corrupted test digits, and each model's reconstruction")
 
@@ -197,11 +209,8 @@ def write_pictures(params, configs, backend, x, x_noisy, y_test, out: Path) -> l
         rows += [(f"{label}\nz ~ N(0, I)", images[:half]), ("", images[half:])]
     plots.image_rows(rows, out / "samples.png", "The same z ~ N(0, I) decoded by each model")
 
-    panels = {}
-    for name, label in MODELS.items():
-        what = "means of q(z|x)" if name == "vae" else "codes h = enc(x)"
-        z = [to_np(codes(name, x[s:s + EVAL_BATCH, :])) for s in range(0, x.shape[0], EVAL_BATCH)]
-        panels[f"{label}: {what}"] = np.concatenate(z)
+    panels = {f"{label}: {'means of q(z|x)' if name == 'vae' else 'codes h = enc(x)'}": test_codes[name]
+              for name, label in MODELS.items()}
     plots.latent_scatters(panels, y_test, out / "latent_scatters.png",
                           title="The same test digits in each model's latent space")
     return list(PICTURES)
@@ -248,7 +257,16 @@ def run(args) -> int:
         x_noisy = ae.corrupt(x, backend, dae)                                # one fixed draw
         table = reconstruction_table(params, configs, x, x_noisy, backend)
         print(table_markdown(table, corruption_name(dae)))
-        pictures = write_pictures(params, configs, backend, x, x_noisy, y_test, out)
+        test_codes = {name: np.concatenate([backend.to_numpy(codes(params, configs, name, x[s:s + EVAL_BATCH, :]))
+                                            for s in range(0, x.shape[0], EVAL_BATCH)])
+                      for name in MODELS}                                     # {name: (M, L)}
+        spread = {name: code_spread(z) for name, z in test_codes.items()}
+        for name, sp in spread.items():
+            inside = "" if sp["inside_prior_95"] is None else \
+                f", {sp['inside_prior_95']:.0%} inside the circle holding 95% of N(0, I)"
+            print(f"{MODELS[name]} test codes: std per dimension "
+                  + " ".join(f"{v:.2f}" for v in sp["std"][:4]) + ("..." if len(sp["std"]) > 4 else "") + inside)
+        pictures = write_pictures(params, configs, backend, x, x_noisy, y_test, test_codes, out)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted after training: the three models are saved under {out} "
                           "(ae/, dae/, vae/); --resume makes the table and pictures again") from None
@@ -259,7 +277,7 @@ def run(args) -> int:
         "data": {"n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])},
         "corruption": {"kind": dae.corruption, "level": dae.corruption_level,
                        "test_stream": STREAM_TEST_CORRUPTION},
-        "table": table, "final": finals, "seconds": seconds})
+        "table": table, "code_spread": spread, "final": finals, "seconds": seconds})
     print(f"wrote {out}/: ae/, dae/, vae/, {METRICS_FILE}, " + ", ".join(pictures)
           + f"  ({seconds['total']:.0f} s)")
     return 0

@@ -149,7 +149,7 @@ def write_pictures(params, config, backend, grid, x_test, y_test, out: Path) -> 
     rows = [("test digit", x_test[:N_COLUMNS])]
     rows += [(f"y = {d}", labelled(params, config, z, d, backend)) for d in range(K)]
     plots.image_rows(rows, out / "style_transfer.png",
-                     "Test digits (top): their z = mean of q(z | x, y), decoded with every label")
+                     "Test digits (top), their style z decoded with every label")
 
     backend.reseed(STREAM_SAMPLES)
     rows = [(f"y = {d}", labelled(params, config, backend.normal((N_COLUMNS, config.latent_dim)), d, backend))
@@ -202,9 +202,12 @@ def run(args) -> int:
               f"(recon {f['test_recon']:.2f} + KL {f['test_kl']:.2f}){iw}")
     try:
         grid = digit_grid(params["cvae"], c, backend)
-        check = read_grid(grid, class_means(x_train, np.asarray(y_train)))
+        means = class_means(x_train, np.asarray(y_train))
+        check = read_grid(grid, means)
+        check["test_digits_right"] = float(np.mean(nearest_class(x_test, means) == np.asarray(y_test)))
         print(f"digit grid: rows read as {check['read_as']} by the nearest class mean: "
-              f"{check['right']} of {K} rows right ({check['cells_right']} of {check['cells']} images)")
+              f"{check['right']} of {K} rows right ({check['cells_right']} of {check['cells']} images; "
+              f"the same reader gets {check['test_digits_right']:.1%} of the real test digits right)")
         pictures = write_pictures(params["cvae"], c, backend, grid, x_test, np.asarray(y_test), out)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted after training: the models are saved under {out}; "

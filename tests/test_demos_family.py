@@ -94,6 +94,17 @@ def test_family_demo_writes_the_table_pictures_and_three_models(tmp_path, fake_m
     assert t["dae"]["clean"] == pytest.approx(m["final"]["dae"]["test_recon"], rel=1e-5)
     for column in ("clean", "corrupted"):
         assert t["vae_neg_elbo"][column] > t["vae_recon"][column]
+    assert set(m["code_spread"]) == {"ae", "dae", "vae"}
+    assert all(0 <= sp["inside_prior_95"] <= 1 and len(sp["std"]) == 2 for sp in m["code_spread"].values())
+
+
+def test_code_spread_of_prior_draws_is_the_prior():
+    z = np.random.default_rng(1).standard_normal((50_000, 2))
+    sp = family.code_spread(3.0 * z)
+    assert sp["std"] == pytest.approx([3.0, 3.0], rel=0.02) and sp["inside_prior_95"] < 0.3
+    sp = family.code_spread(z)
+    assert sp["inside_prior_95"] == pytest.approx(0.95, abs=0.005) and sp["mean"] == pytest.approx([0, 0], abs=0.02)
+    assert family.code_spread(np.zeros((10, 5)))["inside_prior_95"] is None
 
 
 def test_corrupted_column_is_scored_against_the_clean_digits(tmp_path, fake_mnist, capsys):
@@ -155,6 +166,7 @@ def test_cvae_demo_trains_both_models_and_checks_its_grid(tmp_path, fake_mnist, 
         assert math.isfinite(f["test_iw_nll"]) and f["iw_k"] == 3
     g = m["digit_grid"]
     assert len(g["read_as"]) == 10 and 0 <= g["right"] <= 10 and g["cells"] == 100
+    assert g["test_digits_right"] > 0.9                 # the blocks of the fake digits are easy to read
     for picture in cvae_demo.PICTURES:
         assert (tmp_path / picture).stat().st_size > 0, picture
 
