@@ -52,6 +52,8 @@ from tinyvae.vae import decode_mean
 K = 10                       # digits
 STREAM_LABELS = 10           # the labelled subset is drawn by default_rng([STREAM_LABELS, seed])
 N_SAMPLES = 10               # samples per digit in class_samples.png
+# Kingma et al. (2014), Table 1, M2 test error in % by number of labels: the dashed line in curves.png
+PAPER_M2 = {100: 11.97, 600: 4.94, 1000: 3.60, 3000: 3.92}
 PICTURES = ("class_samples.png", "confusion_matrix.png", "curves.png")
 OUTPUT_FILES = (CHECKPOINT_FILE, METRICS_FILE, *PICTURES)   # --out is checked for them before training
 
@@ -133,7 +135,7 @@ def confusion(y_true, y_pred) -> np.ndarray:
     return np.bincount(np.asarray(y_true) * K + np.asarray(y_pred), minlength=K * K).reshape(K, K)
 
 
-def write_pictures(params, config, backend, counts, epochs, out: Path) -> list:
+def write_pictures(params, config, backend, counts, epochs, out: Path, labels: int) -> list:
     """class_samples.png (a row per digit, the same z down each column), confusion_matrix.png, curves.png."""
     backend.reseed(STREAM_PICTURES)
     z = backend.normal((N_SAMPLES, config.latent_dim))                        # (S, L), shared by the rows
@@ -145,7 +147,9 @@ def write_pictures(params, config, backend, counts, epochs, out: Path) -> list:
     written = [plots.image_rows(rows, out / "class_samples.png",
                                 "p(x | y, z): a row per digit y, the same z down each column")]
     written.append(plots.confusion_matrix(counts, out / "confusion_matrix.png", title="Test set"))
-    written.append(plots.m2_curves(epochs, out / "curves.png"))
+    paper = PAPER_M2.get(labels)
+    written.append(plots.m2_curves(epochs, out / "curves.png",
+                                   reference=None if paper is None else (paper, f"paper's M2, {labels} labels")))
     return [Path(p) for p in written]
 
 
@@ -186,7 +190,7 @@ def run(args) -> int:
           f"({int(counts.sum() - np.trace(counts))} of {int(counts.sum())} test digits), "
           f"test -ELBO {m['test_neg_elbo']:.2f} nats/image, {m['seconds'] / 60:.1f} min in all")
     try:
-        pictures = write_pictures(result.params, config, backend, counts, m["epochs"], Path(args.out))
+        pictures = write_pictures(result.params, config, backend, counts, m["epochs"], Path(args.out), args.labels)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while drawing the pictures: all {len(m['epochs'])} epochs "
                           f"and metrics.json are saved in {args.out}; --resume draws them again") from None

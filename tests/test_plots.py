@@ -306,8 +306,9 @@ def test_confusion_matrix(tmp_path):
 @pytest.mark.parametrize("n_epochs", [1, 5])
 def test_m2_curves(tmp_path, n_epochs):
     epochs = [{"test_error": 0.5 / (k + 1), "test_neg_elbo": 130.0 - k} for k in range(n_epochs)]
-    path = plots.m2_curves(epochs, tmp_path / "curves.png")
+    path = plots.m2_curves(epochs, tmp_path / "curves.png", reference=(11.97, "paper"))
     assert png_size(only_file(tmp_path)) == (1000, 400)
+    plots.m2_curves(epochs, tmp_path / "plain.png")
     assert path == tmp_path / "curves.png"
     with pytest.raises(InputError):
         plots.m2_curves([], tmp_path / "none.png")

@@ -510,20 +510,24 @@ def confusion_matrix(counts, path, title="Confusion matrix"):
     return _save(fig, path)
 
 
-def m2_curves(epochs, path):
+def m2_curves(epochs, path, reference=None):
     """Save M2's two test curves per epoch: (a) classification error in %, (b) -ELBO with y unobserved.
 
     epochs: one dict per epoch (epoch k+1 at index k) with keys test_error (a
-    fraction) and test_neg_elbo (nats per image).
+    fraction) and test_neg_elbo (nats per image). reference: (error in %, label),
+    e.g. a published figure, drawn as a dashed line in (a); or None.
     """
     if not epochs:
         raise InputError("m2_curves needs at least one epoch of history")
     x = np.arange(1, len(epochs) + 1)
     fig = _new_figure(10, 4, layout="constrained")
     ax_error, ax_elbo = fig.subplots(1, 2)
-    ax_error.plot(x, [100 * e["test_error"] for e in epochs], marker="o", markersize=3)
+    ax_error.plot(x, [100 * e["test_error"] for e in epochs], marker="o", markersize=3, label="this run")
+    if reference is not None:
+        ax_error.axhline(reference[0], color="grey", linestyle="--", label=reference[1])
+        ax_error.legend()
+    ax_error.set_ylim(bottom=0)
     ax_error.set_ylabel("test error (%)")
-    ax_error.set_yscale("log")
     ax_error.set_title("(a) test classification error, argmax q(y|x)")
     ax_elbo.plot(x, [e["test_neg_elbo"] for e in epochs], marker="o", markersize=3)
     ax_elbo.set_ylabel("nats per image")
@@ -532,5 +536,5 @@ def m2_curves(epochs, path):
         ax.set_xlabel("epoch")
         ax.set_xlim(0.5, len(epochs) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     return _save(fig, path)
