@@ -133,10 +133,10 @@ def test_bad_settings_are_one_line(fake_mnist, tmp_path, capsys, argv, words):
 
 @pytest.mark.slow
 def test_smoke_run_on_real_mnist(tmp_path):
-    """Real MNIST: 1,000 training images (100 labelled), one epoch, a small model."""
+    """Real MNIST: 1,000 training images (100 labelled), two short epochs of a small model."""
     out = tmp_path / "run"
-    assert demo.main(["--limit", "1000", "--labels", "100", "--hidden", "64", "--epochs", "1",
-                      "--out", str(out)]) == 0
+    assert demo.main(["--limit", "1000", "--labels", "100", "--hidden", "64", "--epochs", "2",
+                      "--batch-size", "50", "--lr", "3e-3", "--alpha", "1", "--out", str(out)]) == 0
     m = metrics(out)
     assert m["data"] == {"n_train": 900, "n_test": 1000, "n_labelled": 100}
-    assert m["test_error"] < 0.9                                  # better than chance after one epoch
+    assert m["test_error"] < 0.7                                  # chance is 0.9; this run: 0.50
