@@ -29,7 +29,6 @@ The objective, alpha and the results: docs/semi_supervised.md
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def configs_from_args(args, n_labelled: int, n_unlabelled: int):
     return config, tconfig
 
 
-def split_labelled(x_train, y_train, labels: int, seed: int):
+def split_labelled(y_train, labels: int, seed: int):
     """(labelled indices, unlabelled indices): labels/10 of each digit drawn with `seed`, and the rest."""
     if labels % K:
         raise InputError(f"--labels {labels} is not a multiple of {K}: pass the same number of "
@@ -126,8 +125,11 @@ def labelled_record(chosen, y_train, seed: int) -> dict:
 
 def predict(params, config, backend, x, batch=1000) -> np.ndarray:
     """The classifier's most probable digit for each row of host x (N, 784): (N,) ints."""
-    return np.concatenate([backend.to_numpy(backend.xp.argmax(
-        classify(params, backend.asarray(x[i:i + batch]), config), axis=1)) for i in range(0, len(x), batch)])
+    out = []
+    for i in range(0, len(x), batch):
+        log_pi = classify(params, backend.asarray(x[i:i + batch]), config)      # (B, K)
+        out.append(backend.to_numpy(backend.xp.argmax(log_pi, axis=1)))
+    return np.concatenate(out)
 
 
 def confusion(y_true, y_pred) -> np.ndarray:
@@ -170,7 +172,7 @@ def run(args) -> int:
     backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
     prepare_out_dir(args.out, OUTPUT_FILES)               # an --out that cannot hold the run
     x_train, y_train, x_test, y_test = mnist(args)
-    chosen, rest = split_labelled(x_train, y_train, args.labels, args.seed)
+    chosen, rest = split_labelled(y_train, args.labels, args.seed)
     config, tconfig = configs_from_args(args, len(chosen), len(rest))
     check_memory(config, tconfig, backend)
     record = labelled_record(chosen, y_train, args.seed)

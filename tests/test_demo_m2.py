@@ -76,10 +76,9 @@ def test_run_records_the_labelled_set_and_draws_the_pictures(fake_mnist, tmp_pat
 
 def test_the_seed_draws_the_labelled_set(fake_mnist):
     y = fake_mnist.y_train
-    x = np.zeros((len(y), 1))
-    a, rest = demo.split_labelled(x, y, 20, seed=0)
-    assert np.array_equal(a, demo.split_labelled(x, y, 20, seed=0)[0])
-    assert not np.array_equal(a, demo.split_labelled(x, y, 20, seed=1)[0])
+    a, rest = demo.split_labelled(y, 20, seed=0)
+    assert np.array_equal(a, demo.split_labelled(y, 20, seed=0)[0])
+    assert not np.array_equal(a, demo.split_labelled(y, 20, seed=1)[0])
     assert np.array_equal(np.sort(np.r_[a, rest]), np.arange(len(y)))
 
 
