@@ -20,17 +20,21 @@ stride 2 is (0, 1)), so the timings compare like with like. Both take turns
 within each round (the order alternates); the figure is the median over rounds
 of the mean over a few repeats.
 
-    python benchmarks/conv_layers.py                 # NumPy vs PyTorch CPU
-    python benchmarks/conv_layers.py --rounds 11     # steadier medians
-    python benchmarks/conv_layers.py --backend cupy  # CuPy vs PyTorch CUDA
+    python benchmarks/conv_layers.py                      # NumPy vs PyTorch CPU
+    python benchmarks/conv_layers.py --rounds 11          # steadier medians
+    python benchmarks/conv_layers.py --images-per-pass 128  # the whole batch in one pass
+    python benchmarks/conv_layers.py --backend cupy       # CuPy vs PyTorch CUDA
 
-The machine is measured as found: nothing here sets threads or BLAS options.
-Timings on a shared machine are noisy; only ratios within one run mean
-anything. PyTorch is optional: without it only tinyvae's column is printed.
+The machine is measured as found: nothing here sets threads or BLAS options,
+and the load average and any thread variables are printed. Timings on a shared
+machine are noisy; only ratios within one run mean anything, and with a busy
+machine not even those (a multithreaded BLAS waits for its second thread). PyTorch
+is optional: without it only tinyvae's column is printed.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -130,7 +134,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per layer; the median is reported")
     p.add_argument("--repeats", type=int, default=5, help="forward + backward calls per timed round")
+    p.add_argument("--images-per-pass", type=int, default=conv.IMAGES_PER_PASS,
+                   help=f"tinyvae.conv.IMAGES_PER_PASS (default {conv.IMAGES_PER_PASS})")
     args = p.parse_args(argv)
+    conv.IMAGES_PER_PASS = args.images_per_pass
 
     be = get_backend(args.backend, dtype="float32")
     try:
@@ -142,8 +149,11 @@ def main(argv=None):
     if torch is not None:
         device = torch.device("cuda" if args.backend == "cupy" else "cpu")
         print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    env = {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    print(f"{os.cpu_count()} logical CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
+          f"{env or 'no thread variables set'}")
     print(f"NumPy {np.__version__}, tinyvae backend {args.backend}, float32, batch {args.batch}, "
-          f"median of {args.rounds} rounds of {args.repeats} calls")
+          f"{conv.IMAGES_PER_PASS} images per pass, median of {args.rounds} rounds of {args.repeats} calls")
     print()
     header = f"{'layer (fwd + bwd)':22s} {'tinyvae ms':>11s} {'pytorch ms':>11s} {'ratio':>7s}"
     print(header)
