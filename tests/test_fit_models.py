@@ -131,3 +131,22 @@ def test_m2_trains_and_resumes_exactly(tmp_path):
     assert numbers(resumed.metrics) == numbers(m)
     with pytest.raises(InputError, match="labelled=\\(x_labelled, y_labelled\\)"):
         fit(X_TRAIN, X_TEST, M2, t2, get_backend("numpy", seed=0), tmp_path / "c", y_test=Y_TEST)
+
+
+def test_binarize_reaches_m2s_labelled_images_too(monkeypatch):
+    """With binarize, every image M2 trains on is 0/1: the unlabelled batch and the labelled set."""
+    seen = []
+    real = m2.loss_and_grads
+
+    def spy(params, x_l, y_l, x_u, eps, config, **kw):
+        seen.append((np.unique(np.asarray(x_l)), np.unique(np.asarray(x_u))))
+        return real(params, x_l, y_l, x_u, eps, config, **kw)
+
+    monkeypatch.setattr(m2, "loss_and_grads", spy)
+    be = get_backend("numpy", seed=0)
+    params = vae.init_params(M2, be)
+    t = TrainConfig(epochs=1, batch_size=32, binarize=True)
+    extra = {"x_labelled": be.asarray(X_TRAIN[:12]), "y_labelled": be.asarray(Y_TRAIN[:12])}
+    train.train_epoch(params, train.Adam(params), be.asarray(X_TRAIN[12:]), be, M2, t, 1, progress=False,
+                      extra=extra)
+    assert seen and all(set(a) <= {0.0, 1.0} and set(b) <= {0.0, 1.0} for a, b in seen)

@@ -202,7 +202,8 @@ def train_epoch(params, optimizer, x, backend, config, tconfig: TrainConfig,
     back only every PROGRESS_EVERY steps for the bar, and once at the end.
 
     Shapes: x (N, D) on the backend, already checked; y (N,) integer labels or
-    None; extra: arrays every step sees whole (M2's labelled set). `epoch`
+    None; extra: arrays every step sees whole (M2's labelled set; those named
+    'x_...' are images, binarized once per epoch like the batches). `epoch`
     counts from 1 and names the random stream. Returns the model's train_step
     numbers as floats ({"loss", "recon", "kl"} for the VAE).
     """
@@ -211,6 +212,8 @@ def train_epoch(params, optimizer, x, backend, config, tconfig: TrainConfig,
     n, bs = x.shape[0], tconfig.batch_size
     backend.reseed(STREAM_TRAIN, epoch)
     order = backend.asarray(backend.permutation(n))  # (N,) ints, uploaded once per epoch
+    if tconfig.binarize and extra:                   # extra images ('x_...', e.g. M2's labelled set)
+        extra = {k: binarize(v, backend) if k.startswith("x_") else v for k, v in extra.items()}
     totals = {}
     n_steps = -(-n // bs)
     with tqdm(total=n_steps, desc=f"epoch {epoch}", unit="step", leave=False,
