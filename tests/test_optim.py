@@ -34,7 +34,11 @@ def test_adam_matches_algorithm_1_with_bias_correction(name):
             expect[k] = expect[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
         for k in p0:
             np.testing.assert_allclose(be.to_numpy(params[k]), expect[k], rtol=1e-12, atol=1e-14)
-    assert opt.state_dict()["t"] == 4
+    state = opt.state_dict()
+    assert state["t"] == 4
+    for k in p0:   # the saved moments under their own names: m the mean of g, v the mean of g^2
+        np.testing.assert_allclose(be.to_numpy(state["m"][k]), m[k], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(be.to_numpy(state["v"][k]), v[k], rtol=1e-12, atol=1e-14)
 
 
 def test_adam_first_step_moves_each_weight_by_lr():
