@@ -1,41 +1,104 @@
-"""The optimizers' fast path on NumPy: the same arithmetic, in place, in chunks, on every core.
+"""The optimizers' fast path on NumPy: each update as one compiled loop over the elements.
 
-`Adam.step` and `SGD.step` (optim.py) are written formula by formula, and each
-line makes a new parameter-sized array. When all the arrays are NumPy arrays
-of one float dtype, `Adam(..., fast=True)` (the default) hands the update to
-`fused_adam` here instead, and `SGD` to `fused_sgd`. A kernel performs the same
-floating-point operations, in the same order, on every element, so the
-parameters and the state come out the same bit for bit
-(tests/test_fast_paths.py). What changes is where the work happens:
+`Adam.step` and `SGD.step` (optim.py) are written formula by formula. On NumPy
+each of those lines is a separate pass over a parameter-sized array (Adam's
+step makes twelve), and on this project's benchmark the passes, not the
+arithmetic, are what cost: about a quarter of a training step. Here the same
+lines are written once more as a loop over the elements, which Numba
+compiles, so each element is read once, updated in registers and written
+once.
 
-- in place (`out=`) and in scratch buffers allocated once, so a step makes no
-  parameter-sized array;
-- in chunks of CHUNK elements, shared between the calling thread and a small
-  pool of worker threads of this module's own, one per CPU this process may
-  run on (`os.sched_getaffinity`). NumPy releases the GIL inside each
-  operation on a large array, so the chunks run at the same time.
+The loop performs the same floating-point operations in the same order as
+the lines in optim.py, on numbers of the arrays' own dtype (the scalars are
+rounded to it first, as NumPy does when it mixes a Python float with a
+float32 array), and no compiler licence to reorder them is given (no
+`fastmath`, so no fused multiply-adds either). So the parameters and the
+optimizer state come out the same bit for bit (tests/test_fast_paths.py).
 
-Nothing here sets a thread count, a BLAS option or an environment variable;
-the pool is started on the first fast step and is used by nothing else.
-`fast=False` turns all of it off. CuPy and array-api-strict arrays never come
-here: `Adam` and `SGD` run their plain lines on them. How it works:
-docs/optimizers.md#the-fast-path-on-numpy; measurements and what did not pay:
-docs/benchmarks.md.
+Numba is optional (`pip install numba`). Without it, or with
+`Adam(..., fast=False)`, or on CuPy and array-api-strict arrays, or on arrays
+the loop cannot take (mixed dtypes, strided views, read-only arrays), the
+optimizers run their plain lines. The loop runs on the calling thread: no
+thread pool, no thread count, no BLAS option and no environment variable is
+set. The first fast step of a process compiles the loop (about half a
+second). How it works: docs/optimizers.md#the-fast-path-on-numpy;
+measurements and what did not pay: docs/benchmarks.md.
 """
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import math
 
-from .backend import is_numpy_array, namespace_of
+from .backend import is_numpy_array
 
-CHUNK = 1 << 16       # elements per chunk: 256 KiB of float32 per array
-MIN_PARALLEL = 1 << 17  # below this many elements in all, one thread does everything
+_compiled = {}  # loop name -> the same function compiled by Numba, made on first use
+
+
+# ---------------------------------------------------------------------------
+# The loops: one flat parameter, element by element, in place
+# ---------------------------------------------------------------------------
+
+
+def adam_loop(p, g, m, v, b1, c1, b2, c2, lr_t, eps_t):
+    """Adam.step's lines for one flat parameter; c1 = 1 - b1, c2 = 1 - b2, all in p's dtype.
+
+    m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g g,  p <- p - lr_t m / (sqrt(v) + eps_t),
+    each product, sum and quotient rounded in the order optim.py computes it.
+    Shapes: p, g, m, v (n,), C-contiguous; scalars of their dtype.
+    """
+    for i in range(p.shape[0]):
+        m_i = m[i] * b1 + c1 * g[i]                               # m <- b1 m + (1 - b1) g
+        v_i = v[i] * b2 + c2 * g[i] * g[i]                        # v <- b2 v + (1 - b2) g^2
+        m[i] = m_i
+        v[i] = v_i
+        p[i] = p[i] - lr_t * m_i / (math.sqrt(v_i) + eps_t)       # p <- p - lr_t m / (sqrt(v) + eps_t)
+
+
+def sgd_loop(p, g, vel, lr, momentum):
+    """SGD.step's lines for one flat parameter: vel <- momentum vel + g, p <- p - lr vel.
+
+    Shapes: p, g, vel (n,), C-contiguous; lr and momentum of their dtype.
+    """
+    for i in range(p.shape[0]):
+        vel_i = vel[i] * momentum + g[i]                          # vel <- momentum vel + g
+        vel[i] = vel_i
+        p[i] = p[i] - lr * vel_i                                  # p <- p - lr vel
+
+
+def _numba():
+    """The numba module, or None when it is not installed (imported on first use: it is slow to import)."""
+    if "numba" not in _compiled:
+        try:
+            import numba
+        except ImportError:
+            numba = None
+        _compiled["numba"] = numba
+    return _compiled["numba"]
+
+
+def _compiled_loop(name):
+    """The loop called `name` (adam_loop, sgd_loop) compiled by Numba; it compiles on its first call."""
+    if name not in _compiled:
+        # error_model="numpy": no Python-style check before each division, which
+        # would keep the compiler from running the loop on SIMD registers.
+        _compiled[name] = _numba().njit(error_model="numpy")(globals()[name])
+    return _compiled[name]
+
+
+# ---------------------------------------------------------------------------
+# When the fast path applies, and the two updates
+# ---------------------------------------------------------------------------
+
+
+def available() -> bool:
+    """True when Numba can be imported, so the fast path can run at all."""
+    return _numba() is not None
 
 
 def fusable(*dicts) -> bool:
-    """True when every array in the dicts is a writable, C-contiguous NumPy array of one float dtype."""
+    """True when Numba is there and every array in the dicts is a writable,
+    C-contiguous NumPy array of one float dtype."""
+    if not available():
+        return False
     dtype = None
     for d in dicts:
         for a in d.values():
@@ -48,135 +111,18 @@ def fusable(*dicts) -> bool:
     return dtype is not None
 
 
-# ---------------------------------------------------------------------------
-# The kernels: one chunk of one parameter, 1-D views, updated in place
-# ---------------------------------------------------------------------------
+def fused_adam(params, grads, m, v, b1, b2, lr_t, eps_t):
+    """Adam's update of every parameter through the compiled `adam_loop` (formula: Adam.step)."""
+    loop = _compiled_loop("adam_loop")
+    for k, p in params.items():
+        d = p.dtype.type  # the scalars rounded to the arrays' dtype, as NumPy rounds them
+        loop(p.reshape(-1), grads[k].reshape(-1), m[k].reshape(-1), v[k].reshape(-1),
+             d(b1), d(1.0 - b1), d(b2), d(1.0 - b2), d(lr_t), d(eps_t))
 
 
-def adam_kernel(p, g, m, v, t, u, b1, b2, lr_t, eps_t):
-    """Adam.step's lines for one chunk, in place; t and u are scratch of the chunk's size.
-
-    Same operations in the same order as the plain lines (optim.py), so the
-    same numbers:  m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g g,
-    p <- p - (lr_t m) / (sqrt(v) + eps_t).
-    """
-    xp = namespace_of(p)
-    xp.multiply(m, b1, out=m)          # m *= b1
-    xp.multiply(g, 1.0 - b1, out=t)    #      (1 - b1) g
-    xp.add(m, t, out=m)                # m <- b1 m + (1 - b1) g
-    xp.multiply(v, b2, out=v)          # v *= b2
-    xp.multiply(g, 1.0 - b2, out=t)    #      (1 - b2) g
-    xp.multiply(t, g, out=t)           #      (1 - b2) g g
-    xp.add(v, t, out=v)                # v <- b2 v + (1 - b2) g^2
-    xp.sqrt(v, out=t)                  #      sqrt(v)
-    xp.add(t, eps_t, out=t)            #      sqrt(v) + eps_t
-    xp.multiply(m, lr_t, out=u)        #      lr_t m
-    xp.divide(u, t, out=u)             #      lr_t m / (sqrt(v) + eps_t)
-    xp.subtract(p, u, out=p)           # p <- p - lr_t m / (sqrt(v) + eps_t)
-
-
-def sgd_kernel(p, g, vel, t, u, lr, momentum):
-    """SGD.step's lines for one chunk, in place: vel <- momentum vel + g, p <- p - lr vel."""
-    xp = namespace_of(p)
-    xp.multiply(vel, momentum, out=vel)   # vel *= momentum
-    xp.add(vel, g, out=vel)               # vel <- momentum vel + g
-    xp.multiply(vel, lr, out=t)           #        lr vel
-    xp.subtract(p, t, out=p)              # p <- p - lr vel
-
-
-# ---------------------------------------------------------------------------
-# Running a kernel over every parameter, in chunks, on the pool
-# ---------------------------------------------------------------------------
-
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _threads() -> int:
-    """The CPUs this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _get_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinyvae-fused")
-        return _pool
-
-
-def _plan(sizes: dict, n_groups: int):
-    """Split the parameters into chunks, and the chunks into n_groups runs of about equal size.
-
-    sizes: {name: number of elements}. Returns a list of n_groups lists of
-    (name, start, stop), each list contiguous in (name, start) order.
-    """
-    chunks = [(k, lo, min(lo + CHUNK, n)) for k, n in sizes.items() for lo in range(0, n, CHUNK)]
-    total = sum(n for n in sizes.values())
-    groups, done = [[] for _ in range(n_groups)], 0
-    for k, lo, hi in chunks:
-        groups[min(done * n_groups // max(total, 1), n_groups - 1)].append((k, lo, hi))
-        done += hi - lo
-    return [g for g in groups if g]
-
-
-class ChunkRunner:
-    """Runs an in-place kernel over dicts of arrays, chunk by chunk, split between threads.
-
-    threads: how many threads share the work (the caller's included); None
-    means one per CPU this process may use. 1 runs everything in the caller.
-    """
-
-    def __init__(self, threads=None):
-        self.threads = _threads() if threads is None else int(threads)
-        self._plans = {}    # (names, sizes) -> groups of chunks
-        self._scratch = {}  # (dtype, group) -> two CHUNK-sized buffers
-
-    def run(self, kernel, arrays: list, *scalars):
-        """kernel(*chunks_of(arrays), t, u, *scalars) for every chunk; arrays[0] gives names and sizes."""
-        first = arrays[0]
-        sizes = {k: a.size for k, a in first.items()}
-        key = tuple(sizes.items())
-        if key not in self._plans:
-            n = self.threads if sum(sizes.values()) >= MIN_PARALLEL else 1
-            self._plans[key] = _plan(sizes, max(n, 1))
-        groups = self._plans[key]
-        flat = [{k: a.reshape(-1) for k, a in d.items()} for d in arrays]  # 1-D views, no copies
-        like = next(iter(first.values()))
-        jobs = [(flat, g, self._buffers(like, i)) for i, g in enumerate(groups)]
-        if len(jobs) == 1:
-            _run_group(kernel, *jobs[0], scalars)
-            return
-        pool = _get_pool(max(self.threads - 1, 1))
-        futures = [pool.submit(_run_group, kernel, *job, scalars) for job in jobs[1:]]
-        _run_group(kernel, *jobs[0], scalars)  # the caller takes the first share
-        for f in futures:
-            f.result()
-
-    def _buffers(self, like, i):
-        """Thread i's two scratch buffers, CHUNK elements of like's dtype, made once."""
-        if (like.dtype, i) not in self._scratch:
-            xp = namespace_of(like)
-            self._scratch[(like.dtype, i)] = (xp.empty(CHUNK, dtype=like.dtype), xp.empty(CHUNK, dtype=like.dtype))
-        return self._scratch[(like.dtype, i)]
-
-
-def _run_group(kernel, flat, group, scratch, scalars):
-    t, u = scratch
-    for k, lo, hi in group:
-        n = hi - lo
-        kernel(*(d[k][lo:hi] for d in flat), t[:n], u[:n], *scalars)
-
-
-def fused_adam(runner: ChunkRunner, params, grads, m, v, b1, b2, lr_t, eps_t):
-    """Adam's update of every parameter through `adam_kernel` (see Adam.step for the formula)."""
-    runner.run(adam_kernel, [params, grads, m, v], b1, b2, lr_t, eps_t)
-
-
-def fused_sgd(runner: ChunkRunner, params, grads, velocity, lr, momentum):
-    """SGD's update of every parameter through `sgd_kernel` (see SGD.step for the formula)."""
-    runner.run(sgd_kernel, [params, grads, velocity], lr, momentum)
+def fused_sgd(params, grads, velocity, lr, momentum):
+    """SGD's update of every parameter through the compiled `sgd_loop` (formula: SGD.step)."""
+    loop = _compiled_loop("sgd_loop")
+    for k, p in params.items():
+        d = p.dtype.type
+        loop(p.reshape(-1), grads[k].reshape(-1), velocity[k].reshape(-1), d(lr), d(momentum))

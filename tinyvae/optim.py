@@ -5,9 +5,10 @@ Both take `params` and `grads` as dicts with the same keys (see vae.py).
 Derivations and the bias-correction argument: docs/optimizers.md.
 
 `step` reads as the formulas, one line each, and that is what runs on CuPy and
-array-api-strict. On NumPy, `fast=True` (the default) runs the same arithmetic
-in place and on every core instead (fused.py): the same numbers, bit for bit.
-`fast=False` runs the lines below everywhere.
+array-api-strict. On NumPy, when Numba is installed, `fast=True` (the default)
+runs the same arithmetic as one compiled loop over the elements instead
+(fused.py): the same numbers, bit for bit. `fast=False` runs the lines below
+everywhere.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numbers
 
 from .backend import namespace_of
 from .errors import InputError
-from .fused import ChunkRunner, fusable, fused_adam, fused_sgd
+from .fused import fusable, fused_adam, fused_sgd
 
 
 def _number(value, name, low, high, low_open=False, fix=""):
@@ -39,17 +40,19 @@ class SGD:
         p <- p - lr * v
 
     With momentum = 0 this is plain p <- p - lr * g. lr > 0, 0 <= momentum < 1.
+    fast: on NumPy with Numba installed, run these lines as one compiled loop
+    (fused.py), the same numbers bit for bit; False runs the lines below.
     """
 
     def __init__(self, params: dict, lr=1e-2, momentum=0.9, fast=True):
         self.lr = _number(lr, "SGD lr", 0.0, math.inf, low_open=True, fix="pass e.g. lr=0.01")
         self.momentum = _number(momentum, "SGD momentum", 0.0, 1.0, fix="pass e.g. momentum=0.9, or 0 for none")
         self.velocity = {k: namespace_of(p).zeros_like(p) for k, p in params.items()}
-        self._fast = ChunkRunner() if fast else None  # fused.py, on NumPy
+        self.fast = bool(fast)
 
     def step(self, params: dict, grads: dict):
-        if self._fast is not None and fusable(params, grads, self.velocity):
-            fused_sgd(self._fast, params, grads, self.velocity, self.lr, self.momentum)
+        if self.fast and fusable(params, grads, self.velocity):
+            fused_sgd(params, grads, self.velocity, self.lr, self.momentum)  # the lines below, compiled
             return
         for k, p in params.items():
             v = self.velocity[k]
@@ -79,7 +82,9 @@ class Adam:
         p <- p - lr_t * m / (sqrt(v) + eps_t),
         lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),   eps_t = eps sqrt(1 - b2^t).
 
-    lr > 0, both betas in [0, 1), eps > 0.
+    lr > 0, both betas in [0, 1), eps > 0. fast: on NumPy with Numba installed,
+    run these lines as one compiled loop (fused.py), the same numbers bit for
+    bit; False runs the lines below. docs/optimizers.md#the-fast-path-on-numpy
     """
 
     def __init__(self, params: dict, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, fast=True):
@@ -95,7 +100,7 @@ class Adam:
         self.t = 0
         self.m = {k: namespace_of(p).zeros_like(p) for k, p in params.items()}
         self.v = {k: namespace_of(p).zeros_like(p) for k, p in params.items()}
-        self._fast = ChunkRunner() if fast else None  # fused.py, on NumPy
+        self.fast = bool(fast)
 
     def step(self, params: dict, grads: dict):
         self.t += 1
@@ -103,8 +108,8 @@ class Adam:
         sqrt_c2 = math.sqrt(1.0 - b2 ** self.t)               # sqrt(1 - b2^t)
         lr_t = self.lr * sqrt_c2 / (1.0 - b1 ** self.t)       # lr sqrt(1 - b2^t) / (1 - b1^t)
         eps_t = self.eps * sqrt_c2                            # eps sqrt(1 - b2^t)
-        if self._fast is not None and fusable(params, grads, self.m, self.v):
-            fused_adam(self._fast, params, grads, self.m, self.v, b1, b2, lr_t, eps_t)  # the lines below
+        if self.fast and fusable(params, grads, self.m, self.v):
+            fused_adam(params, grads, self.m, self.v, b1, b2, lr_t, eps_t)  # the lines below, compiled
             return
         for k, p in params.items():
             xp = namespace_of(p)
