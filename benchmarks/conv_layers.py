@@ -22,7 +22,7 @@ of the mean over a few repeats.
 
     python benchmarks/conv_layers.py                      # NumPy vs PyTorch CPU
     python benchmarks/conv_layers.py --rounds 11          # steadier medians
-    python benchmarks/conv_layers.py --images-per-pass 128  # the whole batch in one pass
+    python benchmarks/conv_layers.py --pass-entries 1e9   # the whole batch in one pass
     python benchmarks/conv_layers.py --backend cupy       # CuPy vs PyTorch CUDA
 
 The machine is measured as found: nothing here sets threads or BLAS options,
@@ -134,10 +134,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per layer; the median is reported")
     p.add_argument("--repeats", type=int, default=5, help="forward + backward calls per timed round")
-    p.add_argument("--images-per-pass", type=int, default=conv.IMAGES_PER_PASS,
-                   help=f"tinyvae.conv.IMAGES_PER_PASS (default {conv.IMAGES_PER_PASS})")
+    p.add_argument("--pass-entries", type=float, default=conv.COLUMN_ENTRIES_PER_PASS,
+                   help=f"tinyvae.conv.COLUMN_ENTRIES_PER_PASS (default {conv.COLUMN_ENTRIES_PER_PASS})")
     args = p.parse_args(argv)
-    conv.IMAGES_PER_PASS = args.images_per_pass
+    conv.COLUMN_ENTRIES_PER_PASS = int(args.pass_entries)
 
     be = get_backend(args.backend, dtype="float32")
     try:
@@ -153,7 +153,7 @@ def main(argv=None):
     print(f"{os.cpu_count()} logical CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
           f"{env or 'no thread variables set'}")
     print(f"NumPy {np.__version__}, tinyvae backend {args.backend}, float32, batch {args.batch}, "
-          f"{conv.IMAGES_PER_PASS} images per pass, median of {args.rounds} rounds of {args.repeats} calls")
+          f"passes of {conv.COLUMN_ENTRIES_PER_PASS} column entries, median of {args.rounds} rounds of {args.repeats} calls")
     print()
     header = f"{'layer (fwd + bwd)':22s} {'tinyvae ms':>11s} {'pytorch ms':>11s} {'ratio':>7s}"
     print(header)

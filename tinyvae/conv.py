@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from .backend import device_of, namespace_of
 
-# The batch goes through im2col, col2im and their multiplies this many images at
-# a time. A pass's columns (at most 1.8 MB in the Keras VAE, float32) are still
-# in cache when the multiply reads them; built for the whole batch at once they
-# go out to memory and back. Results do not depend on it (up to rounding).
-IMAGES_PER_PASS = 8
+# The batch goes through im2col, col2im and their multiplies a few images at a
+# time: as many as fit in about this many column entries (2 MB in float32), so
+# that a pass's columns are still in cache when the multiply reads them; built
+# for the whole batch at once they go out to memory and back. Results do not
+# depend on it (up to rounding).
+COLUMN_ENTRIES_PER_PASS = 2**19
 
 
 def same_padding(size, k, stride):
@@ -58,9 +59,10 @@ def zero_pad(x, pads):
     return xpad
 
 
-def _passes(N):
-    """The batch in slices of IMAGES_PER_PASS images (the last may be shorter); stops exact."""
-    return [slice(n, min(n + IMAGES_PER_PASS, N)) for n in range(0, N, IMAGES_PER_PASS)]
+def _passes(N, entries_per_image):
+    """The batch as slices of whole images, about COLUMN_ENTRIES_PER_PASS column entries each; stops exact."""
+    per_pass = max(1, COLUMN_ENTRIES_PER_PASS // entries_per_image)
+    return [slice(n, min(n + per_pass, N)) for n in range(0, N, per_pass)]
 
 
 def _tap(i, j, s, OH, OW):
@@ -120,7 +122,7 @@ def conv2d_forward(x, W, b, stride):
     xpad = zero_pad(x, pads)                                     # (N, Hp, Wp, C)
     W2 = xp.reshape(W, (k * k * C, F))
     y = xp.empty((N, OH, OW, F), dtype=x.dtype, device=device_of(x))
-    for p in _passes(N):
+    for p in _passes(N, OH * OW * k * k * C):
         cols = im2col(xpad[p, ...], k, s, OH, OW)                # (n OH OW, k k C)
         y[p, ...] = xp.reshape(cols @ W2 + b, (-1, OH, OW, F))
     return y, (xpad, W, x.shape, pads, s)
@@ -142,7 +144,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     W2 = xp.reshape(W, (k * k * C, F))
     dW2 = xp.zeros((k * k * C, F), dtype=dy.dtype, device=device_of(dy))
     dx = xp.empty(x_shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
-    for p in _passes(N):
+    for p in _passes(N, OH * OW * k * k * C):
         dy2 = xp.reshape(dy[p, ...], (-1, F))                    # (n OH OW, F)
         dW2 += im2col(xpad[p, ...], k, s, OH, OW).T @ dy2        # cols^T dy2: (k k C, F)
         if need_dx:
@@ -169,7 +171,7 @@ def conv2d_transpose_forward(x, W, b, stride):
     (t, bt), (l, r) = pads
     W2 = xp.reshape(W, (k * k * Cout, Cin))
     y = xp.empty((N, OH, OW, Cout), dtype=x.dtype, device=device_of(x))
-    for p in _passes(N):
+    for p in _passes(N, H * Wd * k * k * Cout):
         cols = xp.reshape(x[p, ...], (-1, Cin)) @ W2.T           # x2 W2^T: (n H W, k k C_out)
         ypad = col2im(cols, (p.stop - p.start, OH + t + bt, OW + l + r, Cout), k, s, H, Wd)
         y[p, ...] = ypad[:, t:t + OH, l:l + OW, :] + b           # crop the padding, add the bias
@@ -191,7 +193,7 @@ def conv2d_transpose_backward(dy, cache, need_dx=True):
     W2 = xp.reshape(W, (k * k * Cout, Cin))
     dW2 = xp.zeros((k * k * Cout, Cin), dtype=dy.dtype, device=device_of(dy))
     dx = xp.empty(x.shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
-    for p in _passes(N):
+    for p in _passes(N, H * Wd * k * k * Cout):
         dcols = im2col(zero_pad(dy[p, ...], pads), k, s, H, Wd)  # (n H W, k k C_out)
         dW2 += dcols.T @ xp.reshape(x[p, ...], (-1, Cin))        # (k k C_out, C_in)
         if need_dx:
