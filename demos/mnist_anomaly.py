@@ -18,11 +18,12 @@ anomalies. Each score is judged by its AUROC (tinyvae.metrics). The scores:
 
 Both models have the same layers (784-400-2 by default: a 2-D latent space
 detects better than 20 dimensions, docs/anomaly.md#the-table) and likelihood,
-and are trained alike (Adam, the same epochs, batch size and learning rate).
+and are trained alike by train.fit (Adam, the same epochs, batch size and
+learning rate, the same shuffles).
 Written to --out (with --all, one folder heldout_D per digit, and the table):
 
     vae/checkpoint.npz, vae/metrics.json   the trained VAE, as demos/mnist.py writes them
-    ae/checkpoint.npz                      the trained autoencoder
+    ae/checkpoint.npz, ae/metrics.json     the trained autoencoder
     metrics.json                           AUROC and ROC points of every score, and timings
     scores.npz                             every test image's scores ("neg_elbo", ...) and digit ("label")
     score_histograms.png, roc_curves.png, extremes.png, score_vs_ink.png
@@ -47,14 +48,11 @@ from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line
 from tinyvae import ae, plots
 from tinyvae.ae import AEConfig
 from tinyvae.backend import get_backend
-from tinyvae.checkpoint import (
-    CHECKPOINT_FILE, atomic_write, load_checkpoint, prepare_out_dir, save_checkpoint, write_json,
-)
+from tinyvae.checkpoint import CHECKPOINT_FILE, atomic_write, load_checkpoint, prepare_out_dir, write_json
 from tinyvae.errors import CheckpointError, InputError
 from tinyvae.metrics import auroc, average_ranks, roc_curve
-from tinyvae.optim import Adam
 from tinyvae.train import Interrupted, TrainConfig, fit
-from tinyvae.vae import VAEConfig, check_params, init_params, iw_log_px, neg_elbo_terms
+from tinyvae.vae import VAEConfig, check_params, iw_log_px, neg_elbo_terms
 
 # The published result this protocol is compared with: a VAE with a 2-D latent
 # space scored by its ELBO, held-out digits 0..9 (L. Tonnaer, PhD thesis,
@@ -62,7 +60,6 @@ from tinyvae.vae import VAEConfig, check_params, init_params, iw_log_px, neg_elb
 ANCHOR = (0.96, 0.73, 0.97, 0.94, 0.73, 0.92, 0.95, 0.77, 0.92, 0.66)
 
 STREAM_SCORES = 100          # (STREAM_SCORES, 1): the -ELBO's z; (STREAM_SCORES, 2): the IW samples
-STREAM_AE_TRAIN = 101        # (STREAM_AE_TRAIN, epoch): the autoencoder's shuffles
 INK_THRESHOLD = 0.5          # a pixel is ink above this
 SCORE_BATCH = 500            # images per scoring step: memory ~ SCORE_BATCH x (784 + k) values
 N_EXTREMES = 10              # digits per row of extremes.png
@@ -243,43 +240,6 @@ def _protocol_note(path, meta, x_train, digit):
     return note
 
 
-def train_ae(x_train, config: AEConfig, tconfig: TrainConfig, backend, out_dir: Path):
-    """The plain autoencoder, trained as fit trains the VAE; saved once, at the end.
-
-    Adam on shuffled minibatches of x_train (host (N, 784) in [0, 1]), for
-    tconfig's epochs, batch size and learning rate; each step minimises
-    mean_n -log p(x_n | dec(enc(x_n))) (ae.loss_and_grads with x_in = x).
-    train.fit drives the VAE only, so this short loop stands in for it here.
-    """
-    xp = backend.xp
-    prepare_out_dir(out_dir, (CHECKPOINT_FILE,))
-    backend.reseed()                                   # init_params draws from stream (seed,)
-    params = init_params(config, backend)
-    optimizer = Adam(params, lr=tconfig.lr)
-    x = backend.asarray(x_train)                       # (N, 784)
-    n, bs = x.shape[0], tconfig.batch_size
-    epochs = []
-    for epoch in range(1, tconfig.epochs + 1):
-        t0 = time.perf_counter()
-        backend.reseed(STREAM_AE_TRAIN, epoch)
-        order = backend.asarray(backend.permutation(n))
-        total = backend.zeros(())
-        for start in range(0, n, bs):
-            xb = xp.take(x, order[start:start + bs], axis=0)                      # (B, 784)
-            parts, grads = ae.loss_and_grads(params, xb, xb, config, check_values=False)
-            optimizer.step(params, grads)
-            total = total + parts.loss * xb.shape[0]
-        epochs.append({"epoch": epoch, "train_recon": float(total) / n,
-                       "seconds": time.perf_counter() - t0})
-        tqdm.write(f"  AE epoch {epoch:3d}  train recon. {epochs[-1]['train_recon']:8.2f}  "
-                   f"{epochs[-1]['seconds']:5.1f} s")
-    meta = {"model": "ae", "config": config.to_dict(), "train_config": tconfig.to_dict(),
-            "data": {"n_train": n}, "epoch": len(epochs), "epochs": epochs,
-            "backend": backend.name, "dtype": backend.dtype_name}
-    save_checkpoint(out_dir / CHECKPOINT_FILE, params, optimizer, meta, backend)
-    return params
-
-
 def trained_models(args, digit, x_train, x_test_normal, backend, out: Path):
     """{"vae": (params, config), "ae": (params, config)}, and notes: trained here, or loaded from --from.
 
@@ -294,13 +254,11 @@ def trained_models(args, digit, x_train, x_test_normal, backend, out: Path):
             raise CheckpointError(f"{out} already holds trained models: score them with --from {out}, "
                                   "finish their training with --resume, retrain with --overwrite, "
                                   "or pass a new --out")
-        result = fit(x_train, x_test_normal, vae_config, tconfig, backend, out / "vae",
-                     resume=args.resume, overwrite=args.overwrite, on_epoch=print_epoch)
-        models = {"vae": (result.params, vae_config)}
-        if args.resume and (out / "ae" / CHECKPOINT_FILE).exists():    # the AE is saved only when done
-            models["ae"] = _load(out / "ae" / CHECKPOINT_FILE, AEConfig, backend)[:2]
-        else:
-            models["ae"] = (train_ae(x_train, ae_config, tconfig, backend, out / "ae"), ae_config)
+        models = {}
+        for name, config in (("vae", vae_config), ("ae", ae_config)):
+            result = fit(x_train, x_test_normal, config, tconfig, backend, out / name,
+                         resume=args.resume, overwrite=args.overwrite, on_epoch=print_epoch)
+            models[name] = (result.params, config)
         return models, notes
     source = args.from_dir / f"heldout_{digit}" if args.all else args.from_dir
     path = _vae_checkpoint(source)
@@ -452,9 +410,12 @@ def table(results: list) -> tuple:
 
 
 def print_epoch(record: dict):
-    """One line per epoch: train and held-in test -ELBO (nats/image), seconds."""
-    tqdm.write(f"  epoch {record['epoch']:3d}  train -ELBO {record['train_neg_elbo']:8.2f}  "
-               f"test (normal digits) -ELBO {record['test_neg_elbo']:8.2f}  {record['seconds']:5.1f} s")
+    """One line per epoch: the VAE's -ELBO or the autoencoder's reconstruction term, train and
+    held-in test (normal digits), nats per image; seconds."""
+    what = "-ELBO" if "test_neg_elbo" in record else "AE recon."
+    key = "neg_elbo" if "test_neg_elbo" in record else "recon"
+    tqdm.write(f"  epoch {record['epoch']:3d}  {what:9s} train {record['train_' + key]:8.2f}  "
+               f"test (normal digits) {record['test_' + key]:8.2f}  {record['seconds']:5.1f} s")
 
 
 def run(args) -> int:

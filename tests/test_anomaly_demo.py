@@ -69,7 +69,7 @@ def one_line(text):
 def test_one_digit_writes_metrics_and_pictures_and_finds_the_anomaly(tmp_path, fake_mnist, capsys):
     assert demo.main([*SMALL, "--anomaly", "3", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "held-out 3: AUROC" in out and "AE epoch   2" in out
+    assert "held-out 3: AUROC" in out and "AE recon. train" in out
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert (m["held_out_digit"], m["n_train"], m["n_test"], m["n_anomalies"]) == (3, 540, 200, 20)
     assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "ae_recon", "ink"}
@@ -82,7 +82,7 @@ def test_one_digit_writes_metrics_and_pictures_and_finds_the_anomaly(tmp_path, f
     assert 0.3 < m["scores"]["ink"]["auroc"] < 0.7                    # ink alone cannot tell
     # -log p(x) <= -ELBO on average (the IW bound is tighter), and both are nats per image.
     assert m["mean_score_normal"]["iw_nll"] < m["mean_score_normal"]["neg_elbo"]
-    for name in (*PICTURES, "vae/checkpoint.npz", "vae/metrics.json", "ae/checkpoint.npz"):
+    for name in (*PICTURES, "vae/checkpoint.npz", "vae/metrics.json", "ae/checkpoint.npz", "ae/metrics.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     with np.load(tmp_path / "scores.npz") as f:                       # the scores behind the AUROCs
         assert f["label"].shape == f["iw_nll"].shape == (200,)
@@ -160,6 +160,15 @@ def test_bad_flags_are_one_line_and_status_2(argv, capsys):
         demo.main(argv)
     assert e.value.code == 2
     assert one_line(capsys.readouterr().err).startswith("error: ")
+
+
+def test_resume_trains_both_models_on(tmp_path, fake_mnist):
+    argv = [*SMALL, "--anomaly", "4", "--out", str(tmp_path)]
+    assert demo.main([*argv, "--epochs", "1"]) == 0
+    assert demo.main([*argv, "--epochs", "2", "--resume"]) == 0
+    for model in ("vae", "ae"):
+        record = json.loads((tmp_path / model / "metrics.json").read_text())
+        assert [e["epoch"] for e in record["epochs"]] == [1, 2], model
 
 
 def test_second_run_into_the_same_out_is_one_line(tmp_path, fake_mnist, capsys):
