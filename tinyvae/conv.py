@@ -33,7 +33,9 @@ from .backend import device_of, namespace_of
 # time: as many as fit in about this many column entries (2 MB in float32), so
 # that a pass's columns are still in cache when the multiply reads them; built
 # for the whole batch at once they go out to memory and back. Results do not
-# depend on it (up to rounding).
+# depend on it (up to rounding). The price is more, smaller BLAS calls, which
+# a multithreaded BLAS on a machine with every core busy can pay for in waits;
+# benchmarks/conv_layers.py --pass-entries 1e12 times the one-pass form.
 COLUMN_ENTRIES_PER_PASS = 2**19
 
 
