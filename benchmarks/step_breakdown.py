@@ -8,9 +8,11 @@ multiplies alone (the floor of epoch_vs_pytorch.py).
 
 Two columns, measured in turns in one process so that both see the same
 machine: Adam's plain lines (`fast=False`) and its fast path (`fast=True`,
-tinyvae/fused.py), each on its own copy of the same model, in blocks of
---block steps, alternating, with a block of the matmul floor between them.
-The line "not the multiplies" is STEP minus the floor.
+tinyvae/fused.py), each on its own copy of the same model, in turns of
+--block steps, alternating, with the same steps of the matmul floor after
+each turn. Each line is the median over the turns of its milliseconds per
+step, so that a turn slowed down by other work on the machine moves it
+little. The line "not the multiplies" is STEP minus the floor.
 
     python benchmarks/step_breakdown.py                 # NumPy, 400 timed steps per column
     python benchmarks/step_breakdown.py --backend cupy  # synchronises per call: slower
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -118,8 +121,8 @@ def main(argv=None):
     floor = MatmulFloor(args.backend, bs)
     sync = runs["fast=True"].be.synchronize
     order = runs["fast=True"].be.asarray(np.random.default_rng(0).permutation(x.shape[0]))
-    totals = {name: collections.defaultdict(float) for name in runs}
-    current = [None]  # the totals the stopwatches write to
+    blocks = {name: [] for name in runs}  # per column: one dict of seconds per turn
+    current = [None]  # the dict the stopwatches write to
     undo = install_stopwatches(current, sync)
     try:
         starts = {}
@@ -132,33 +135,41 @@ def main(argv=None):
             n = min(args.block, args.steps - done)
             names = list(runs) if turn % 2 == 0 else list(runs)[::-1]
             for name in names:
-                current[0] = totals[name]
-                starts[name] = train_steps(runs[name], order, starts[name], n, bs, totals[name])
+                current[0] = collections.defaultdict(float)
+                starts[name] = train_steps(runs[name], order, starts[name], n, bs, current[0])
+                blocks[name].append({k: v / n for k, v in current[0].items()})  # seconds per step
             t0 = time.perf_counter()
             floor.epoch(n * bs)
-            floor_s = time.perf_counter() - t0
+            floor_s = (time.perf_counter() - t0) / n
             for name in runs:
-                totals[name]["matrix multiplies alone (floor)"] += floor_s
+                b = blocks[name][-1]
+                b["matrix multiplies alone (floor)"] = floor_s
+                inner = sum(v for k, v in b.items() if k.endswith(("_forward", "_backward")) or k == "check_batch")
+                b["loss_and_grads, its own lines"] = b["loss_and_grads, all of it"] - inner
+                b["not the multiplies (STEP - floor)"] = b["STEP"] - floor_s
             done, turn = done + n, turn + 1
     finally:
         undo()
 
-    for t in totals.values():
-        inner = sum(v for k, v in t.items() if k.endswith(("_forward", "_backward")) or k == "check_batch")
-        t["loss_and_grads, its own lines"] = t["loss_and_grads, all of it"] - inner
-        t["not the multiplies (STEP - floor)"] = t["STEP"] - t["matrix multiplies alone (floor)"]
-
-    print(f"{args.backend}, batch {bs}, {done} steps per column in turns of {args.block}, "
+    # The median over the turns, label by label: a turn that a neighbour's burst
+    # of work slowed down moves it little. (Medians need not add up exactly.)
+    med = {name: {k: statistics.median(b[k] for b in bl) for k in bl[0]} for name, bl in blocks.items()}
+    print(f"{args.backend}, batch {bs}, {done} steps per column in {turn} turns of {args.block}, "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print("ms per step, the median over the turns")
     print(f"{'':40s}" + "".join(f"{name:>18s}" for name in runs))
     print(f"{'':40s}" + "".join(f"{'ms/step':>10s}{'share':>8s}" for _ in runs))
-    base = totals["fast=False"]
+    base = med["fast=False"]
     for label in sorted(base, key=lambda k: -base[k]):
         print(f"{label:40s}" + "".join(
-            f"{t[label] / done * 1e3:10.3f}{t[label] / t['STEP']:8.0%}" for t in totals.values()))
-    ratio = totals["fast=True"]["not the multiplies (STEP - floor)"] / base["not the multiplies (STEP - floor)"]
-    print(f"not the multiplies, fast=True / fast=False: {ratio:.2f}   (target <= 0.50)")
-    print("(the floor is measured between the turns and is not part of a step's sum; "
+            f"{m[label] * 1e3:10.3f}{m[label] / m['STEP']:8.0%}" for m in med.values()))
+    key = "not the multiplies (STEP - floor)"
+    ratios = [f[key] / p[key] for f, p in zip(blocks["fast=True"], blocks["fast=False"])]
+    print(f"not the multiplies, fast=True / fast=False: {med['fast=True'][key] / base[key]:.2f} of the medians, "
+          f"{min(ratios):.2f} to {max(ratios):.2f} turn by turn   (target <= 0.50)")
+    print(f"floor / STEP: fast=False {base['matrix multiplies alone (floor)'] / base['STEP']:.2f}, "
+          f"fast=True {med['fast=True']['matrix multiplies alone (floor)'] / med['fast=True']['STEP']:.2f}")
+    print("(the floor is measured after each turn and is not part of a step's sum; "
           "affine_forward/backward hold the multiplies, bias adds and bias sums)")
 
 
