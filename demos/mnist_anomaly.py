@@ -83,7 +83,8 @@ SCORES = (                   # the model scores, in table order
     Score("ae_recon", "AE recon.", "ae", "the plain autoencoder's reconstruction term"),
 )
 INK = Score("ink", "ink", "", "no model: the number of pixels above 0.5")
-LABELS = {s.key: s.label for s in (*SCORES, INK)}
+BY_KEY = {s.key: s for s in (*SCORES, INK)}
+LABELS = {key: s.label for key, s in BY_KEY.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -348,7 +349,8 @@ def run_digit(args, digit, data, out: Path) -> dict:
         "n_train": len(x_train), "n_test": len(x_test), "n_anomalies": int(is_anomaly.sum()),
         "iw_k": args.iw_k, "elbo_samples": args.elbo_samples, "seed": args.seed,
         "trained_here": args.from_dir is None, "notes": notes,
-        "scores": {k: {"label": LABELS[k], **v} for k, v in record.items()},
+        "scores": {k: {"label": LABELS[k], "model": BY_KEY[k].model, "about": BY_KEY[k].about, **v}
+                   for k, v in record.items()},
         "mean_score_normal": {k: float(v[~is_anomaly].mean()) for k, v in scores.items()},
         "mean_score_anomalies": {k: float(v[is_anomaly].mean()) for k, v in scores.items()},
         "seconds": {"train": t1 - t0, "score": t2 - t1, "total": time.perf_counter() - t0},

@@ -74,6 +74,7 @@ def test_one_digit_writes_metrics_and_pictures_and_finds_the_anomaly(tmp_path, f
     assert (m["held_out_digit"], m["n_train"], m["n_test"], m["n_anomalies"]) == (3, 540, 200, 20)
     assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "ae_recon", "ink"}
     assert m["configs"]["vae"]["latent_dim"] == m["configs"]["ae"]["latent_dim"] == 2
+    assert (m["scores"]["ae_recon"]["model"], m["scores"]["ink"]["model"]) == ("ae", "")
     for key in ("neg_elbo", "iw_nll", "recon", "ae_recon"):
         s = m["scores"][key]
         assert s["auroc"] > 0.85, (key, s["auroc"])                   # the stripe is never seen
