@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))      # epoch_vs_pytorch
 
 from epoch_vs_pytorch import batch_sizes, import_torch, load_data, machine_report  # noqa: E402
 
-from tinyvae import nets  # noqa: E402
+from tinyvae import conv, nets  # noqa: E402
 from tinyvae.backend import get_backend, to_numpy  # noqa: E402
 from tinyvae.conv import same_padding  # noqa: E402
 from tinyvae.optim import Adam  # noqa: E402
@@ -50,7 +50,7 @@ from tinyvae.vae import VAEConfig, init_params, loss_and_grads, neg_elbo_terms  
 
 LATENT = 2
 CONFIG = VAEConfig(latent_dim=LATENT, encoder=nets.keras_conv_encoder(LATENT),
-                   decoder=nets.keras_conv_decoder(), init="pytorch")
+                   decoder=nets.keras_conv_decoder(), init="keras")  # as the demo
 LR = 1e-3
 PAUSE_S = 0.5
 
@@ -301,7 +301,7 @@ def memory(args):
     out = {}
     for which in ("tinyvae", "pytorch"):
         cmd = [sys.executable, __file__, "--memory-child", which, "--memory-steps", str(args.memory_steps),
-               "--batch-size", str(args.batch_size)] + (["--synthetic"] if args.synthetic else [])
+               "--batch-size", str(args.batch_size), "--pass-entries", str(args.pass_entries)] + (["--synthetic"] if args.synthetic else [])
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             print(f"{which}: memory run failed: {run.stderr.strip().splitlines()[-1:]}")
@@ -395,13 +395,18 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--only", choices=("tinyvae", "pytorch"),
                    help="--accuracy for one library alone (e.g. beside a demo run of the other)")
+    p.add_argument("--pass-entries", type=float, default=conv.COLUMN_ENTRIES_PER_PASS,
+                   help=f"tinyvae.conv.COLUMN_ENTRIES_PER_PASS (default {conv.COLUMN_ENTRIES_PER_PASS}; "
+                        "1e12: the whole batch in one pass)")
     p.add_argument("--memory-child", choices=("tinyvae", "pytorch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    conv.COLUMN_ENTRIES_PER_PASS = int(args.pass_entries)
     if args.memory_child:
         return memory_child(args.memory_child, args.memory_steps, args.batch_size, args.synthetic)
     torch, _ = import_torch("numpy")
     for line in machine_report(torch, "numpy", "cpu"):
         print(line)
+    print(f"tinyvae   : conv passes of {conv.COLUMN_ENTRIES_PER_PASS} column entries")
     x, x_test = load_data(args.limit, args.synthetic)
     if torch is not None:
         ours, theirs = same_function_check(torch, x)

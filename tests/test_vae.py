@@ -282,6 +282,30 @@ def test_initial_weights_have_the_documented_spread(name):
         VAEConfig(init="zeros")
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_keras_init_is_glorot_uniform_with_keras_fans_and_zero_biases(name):
+    """init='keras' on the Keras conv VAE: each W uniform on +-sqrt(6 / (fan_in + fan_out)), as Keras counts the fans."""
+    from tinyvae.nets import keras_conv_decoder, keras_conv_encoder
+    be = make(name, dtype="float64", seed=3)
+    params = init_params(VAEConfig(latent_dim=2, encoder=keras_conv_encoder(2), decoder=keras_conv_decoder(),
+                                   init="keras"), be)
+    fans = {"enc.1.W": (9 * 1, 9 * 32),     # Conv 32, 3x3, on 1 channel: W (3, 3, 1, 32)
+            "enc.2.W": (9 * 32, 9 * 64),
+            "enc.4.W": (3136, 16),
+            "enc.5.W": (16, 4),             # the two heads as one Dense(2L)
+            "dec.0.W": (2, 3136),
+            "dec.2.W": (9 * 64, 9 * 64),    # ConvTranspose 64 on 64: W (3, 3, C_out, C_in)
+            "dec.3.W": (9 * 32, 9 * 64),    # ConvTranspose 32 on 64: fan_in 9 C_out, fan_out 9 C_in
+            "dec.4.W": (9 * 1, 9 * 32)}
+    for key, (fan_in, fan_out) in fans.items():
+        w = be.to_numpy(params[key])
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        assert np.all(np.abs(w) <= limit) and np.abs(w).max() > 0.8 * limit, key
+        if w.size > 1000:
+            assert abs(w.std() - limit / np.sqrt(3)) < 0.05 * limit, key
+    assert all(np.all(be.to_numpy(v) == 0) for k, v in params.items() if k.endswith(".b"))
+
+
 # ---------------------------------------------------------------------------
 # The forward pinned against direct computations (a gradient check proves only
 # that each backward undoes its forward, not that the forward is right)

@@ -48,7 +48,7 @@ from .nets import (
 from .nets import param_shapes as net_param_shapes
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-INITS = ("glorot_he", "pytorch")
+INITS = ("glorot_he", "pytorch", "keras")
 RELU_LIKE = ("relu", "leaky_relu")   # layers followed by these get He's init variance
 
 
@@ -87,7 +87,7 @@ class VAEConfig:
     n_classes: K > 0 makes the conditional VAE: a one-hot y joins x and z.
     gaussian_logvar: for the Gaussian likelihood, a fixed log sigma^2 shared by
     all pixels, or None to learn one log sigma^2 per pixel (parameter 'dec.logvar').
-    init: how init_params draws the weights, 'glorot_he' or 'pytorch' (see there).
+    init: how init_params draws the weights, 'glorot_he', 'pytorch' or 'keras' (see there).
     """
 
     input_dim: int = 784
@@ -218,6 +218,12 @@ def init_params(config: VAEConfig, backend) -> dict:
     config.init = 'pytorch': weights and biases uniform on
     [-1/sqrt(fan_in), 1/sqrt(fan_in)], the default of PyTorch's nn.Linear and
     nn.Conv2d, and so of the PyTorch example VAE (variance 1 / (3 fan_in)).
+
+    config.init = 'keras': weights uniform on [-l, l], l = sqrt(6 / (fan_in +
+    fan_out)) (Glorot's uniform, the default of Keras's Dense, Conv2D and
+    Conv2DTranspose), biases zero; so of the Keras conv VAE example. (Keras's
+    example has two Dense(L) heads where tinyvae has one Dense(2L), so its
+    heads' l is a little larger: fan_out L instead of 2L.)
     """
     activation_after = _layer_activations(config)
     shapes = param_shapes(config)
@@ -236,6 +242,10 @@ def init_params(config: VAEConfig, backend) -> dict:
             bound = 1.0 / math.sqrt(fan_in)
             W = (2.0 * backend.uniform(shape) - 1.0) * bound
             b = (2.0 * backend.uniform(units) - 1.0) * bound
+        elif config.init == "keras":
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            W = (2.0 * backend.uniform(shape) - 1.0) * limit
+            b = backend.zeros(units)
         else:
             he = activation_after[layer] in RELU_LIKE
             var = 2.0 / fan_in if he else 2.0 / (fan_in + fan_out)
