@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from conftest import BACKENDS, make
 from tinyvae import distributions as dist
@@ -104,53 +102,6 @@ def test_fused_optimizer_step_equals_the_plain_lines_bit_for_bit(opt_cls, kwargs
         np.testing.assert_array_equal(fast[k], plain[k], err_msg=k)
     for k in p0:
         assert not np.array_equal(fast[k], p0[k].astype(dtype)), k  # the step did move it
-
-
-@needs_numba
-@pytest.mark.parametrize("n_threads", [2, 3])
-@pytest.mark.parametrize("opt_cls, kwargs", [OPTIMIZERS[0], OPTIMIZERS[2]])
-def test_the_update_split_over_threads_equals_the_plain_lines_bit_for_bit(opt_cls, kwargs, n_threads, monkeypatch):
-    """With the elements split into shares that cut through parameters, every one is updated once, exactly."""
-    monkeypatch.setattr(fused, "THREADS", n_threads)
-    monkeypatch.setattr(fused, "MIN_ELEMENTS_TO_SPLIT", 1)  # split even these small arrays
-    be = make("numpy", dtype="float32")
-    p0, gs = _training_arrays(be, SHAPES, n_steps=3, seed=2)
-    fast = _train(opt_cls, be, p0, gs, fast=True, **kwargs)
-    plain = _train(opt_cls, be, p0, gs, fast=False, **kwargs)
-    for k in plain:
-        np.testing.assert_array_equal(fast[k], plain[k], err_msg=k)
-
-
-@needs_numba
-def test_a_share_that_misses_an_element_is_caught(monkeypatch):
-    """A planted off-by-one in the split (each share stops one element short) breaks the equality above."""
-    right = fused.shares
-
-    def short(sizes, n):
-        return [[(a, lo, hi - 1) for a, lo, hi in share if hi - 1 > lo] for share in right(sizes, n)]
-    monkeypatch.setattr(fused, "THREADS", 2)
-    monkeypatch.setattr(fused, "MIN_ELEMENTS_TO_SPLIT", 1)
-    monkeypatch.setattr(fused, "shares", short)
-    be = make("numpy", dtype="float32")
-    p0, gs = _training_arrays(be, SHAPES, n_steps=2, seed=2)
-    fast = _train(Adam, be, p0, gs, fast=True)
-    plain = _train(Adam, be, p0, gs, fast=False)
-    assert any(not np.array_equal(fast[k], plain[k]) for k in plain)
-
-
-@given(sizes=st.lists(st.integers(0, 50), min_size=1, max_size=6), n=st.integers(1, 5))
-def test_shares_cover_every_element_once_in_nearly_equal_parts(sizes, n):
-    """fused.shares: each element of each array in exactly one share; share sizes differ by at most one."""
-    parts = fused.shares(sizes, n)
-    assert len(parts) == n
-    seen = [np.zeros(s, int) for s in sizes]
-    for share in parts:
-        for a, lo, hi in share:
-            assert 0 <= lo < hi <= sizes[a]
-            seen[a][lo:hi] += 1
-    assert all((s == 1).all() for s in seen)
-    counts = [sum(hi - lo for _, lo, hi in share) for share in parts]
-    assert max(counts) - min(counts) <= 1
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -6,10 +6,7 @@ step makes twelve), and on this project's benchmark the passes, not the
 arithmetic, are what cost: about a quarter of a training step. Here the same
 lines are written once more as a loop over the elements, which Numba
 compiles, so each element is read once, updated in registers and written
-once. The elements are split into one contiguous share per core the process
-may run on, and the shares are updated side by side by Python threads: the
-compiled loop releases the GIL, and NumPy's own elementwise work runs on one
-core only, so this is where the second core earns its keep.
+once.
 
 The loop performs the same floating-point operations in the same order as
 the lines in optim.py, on numbers of the arrays' own dtype (the scalars are
@@ -30,19 +27,10 @@ measurements and what did not pay: docs/benchmarks.md.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 from .backend import is_numpy_array
 
 _compiled = {}  # loop name -> the same function compiled by Numba, made on first use
-
-# Threads that share an update: None means one per core this process may run on.
-THREADS = None
-# Below this many elements in all, one thread does the whole update: handing
-# work to another thread costs tens of microseconds.
-MIN_ELEMENTS_TO_SPLIT = 2**16
-_pool = {}  # number of helper threads -> their ThreadPoolExecutor, made on first use
 
 
 # ---------------------------------------------------------------------------
@@ -92,64 +80,8 @@ def _compiled_loop(name):
     if name not in _compiled:
         # error_model="numpy": no Python-style check before each division, which
         # would keep the compiler from running the loop on SIMD registers.
-        # nogil: the loop lets go of the GIL, so two threads run it at once.
-        _compiled[name] = _numba().njit(error_model="numpy", nogil=True)(globals()[name])
+        _compiled[name] = _numba().njit(error_model="numpy")(globals()[name])
     return _compiled[name]
-
-
-def threads() -> int:
-    """How many threads share an update: THREADS, or the cores this process may run on."""
-    if THREADS is not None:
-        return max(1, int(THREADS))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def shares(sizes, n):
-    """Split elements 0..sum(sizes) into n contiguous shares of nearly equal count.
-
-    Returns n lists of (array index, start, stop); share j holds the elements
-    [j T / n, (j + 1) T / n) of the arrays laid end to end (T = sum(sizes)).
-    """
-    total = sum(sizes)
-    out = [[] for _ in range(n)]
-    offset = 0  # where array a starts in the end-to-end order
-    for a, size in enumerate(sizes):
-        for j in range(n):
-            lo = max(offset, total * j // n) - offset
-            hi = min(offset + size, total * (j + 1) // n) - offset
-            if lo < hi:
-                out[j].append((a, lo, hi))
-        offset += size
-    return out
-
-
-def run_split(loop, flats, scalars):
-    """loop(*[f[lo:hi] for f in arrays], *scalars) over every array's elements, the shares side by side.
-
-    flats: one tuple of flat arrays per parameter (p, g, m, v for Adam), all
-    the same length within a tuple.
-    """
-    n = threads()
-    sizes = [f[0].shape[0] for f in flats]
-    if n == 1 or sum(sizes) < MIN_ELEMENTS_TO_SPLIT:
-        for f in flats:
-            loop(*f, *scalars)
-        return
-
-    def run(share):
-        for a, lo, hi in share:
-            loop(*(arr[lo:hi] for arr in flats[a]), *scalars)
-
-    mine, *theirs = shares(sizes, n)
-    if n - 1 not in _pool:
-        _pool[n - 1] = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="tinyvae-fused")
-    futures = [_pool[n - 1].submit(run, share) for share in theirs]
-    run(mine)
-    for f in futures:
-        f.result()  # waits, and raises what the thread raised
 
 
 # ---------------------------------------------------------------------------
@@ -181,14 +113,16 @@ def fusable(*dicts) -> bool:
 
 def fused_adam(params, grads, m, v, b1, b2, lr_t, eps_t):
     """Adam's update of every parameter through the compiled `adam_loop` (formula: Adam.step)."""
-    d = next(iter(params.values())).dtype.type  # the scalars rounded to the arrays' dtype, as NumPy does
-    flats = [tuple(a[k].reshape(-1) for a in (params, grads, m, v)) for k in params]
-    run_split(_compiled_loop("adam_loop"), flats,
-              (d(b1), d(1.0 - b1), d(b2), d(1.0 - b2), d(lr_t), d(eps_t)))
+    loop = _compiled_loop("adam_loop")
+    for k, p in params.items():
+        d = p.dtype.type  # the scalars rounded to the arrays' dtype, as NumPy rounds them
+        loop(p.reshape(-1), grads[k].reshape(-1), m[k].reshape(-1), v[k].reshape(-1),
+             d(b1), d(1.0 - b1), d(b2), d(1.0 - b2), d(lr_t), d(eps_t))
 
 
 def fused_sgd(params, grads, velocity, lr, momentum):
     """SGD's update of every parameter through the compiled `sgd_loop` (formula: SGD.step)."""
-    d = next(iter(params.values())).dtype.type
-    flats = [tuple(a[k].reshape(-1) for a in (params, grads, velocity)) for k in params]
-    run_split(_compiled_loop("sgd_loop"), flats, (d(lr), d(momentum)))
+    loop = _compiled_loop("sgd_loop")
+    for k, p in params.items():
+        d = p.dtype.type
+        loop(p.reshape(-1), grads[k].reshape(-1), velocity[k].reshape(-1), d(lr), d(momentum))
