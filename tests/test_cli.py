@@ -305,6 +305,7 @@ def test_arch_conv_is_the_keras_example_and_prints_its_summary(tmp_path, tiny_mn
     assert "ConvTranspose(filters=32, kernel=3, stride=2, activation='relu')" in out
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["config"]["latent_dim"] == 2 and m["config"]["encoder"][1]["kind"] == "conv"
+    assert m["config"]["init"] == "keras"   # the Keras example's init; the MLP keeps PyTorch's
     assert (tmp_path / "manifold_30x30.png").stat().st_size > 0
 
 
