@@ -143,6 +143,16 @@ def add_common_flags(parser: argparse.ArgumentParser, out: str = "runs/mnist", e
     return p
 
 
+def add_size_flags(parser: argparse.ArgumentParser, latent_dim: int, latent_help: str,
+                   models: str = "the model") -> argparse.ArgumentParser:
+    """Add --latent-dim L (default latent_dim) and --hidden H [H ...] (default 400): an MLP's sizes."""
+    parser.add_argument("--latent-dim", type=int_at_least(1), default=latent_dim, metavar="L",
+                        help=f"{latent_help}; default %(default)s")
+    parser.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
+                        help=f"encoder hidden sizes of {models}; the decoders mirror them; default 400")
+    return parser
+
+
 def train_config_kwargs(args) -> dict:
     """The TrainConfig fields the common flags set: epochs, batch_size, lr, seed."""
     return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}

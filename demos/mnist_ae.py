@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, positive_float,
+from common import (add_common_flags, add_size_flags, main_wrapper, mnist, one_line_parser, positive_float,
                     train_config_kwargs)
 from tinyvae import ae, plots, vae
 from tinyvae.ae import AEConfig
@@ -72,11 +72,8 @@ def build_parser():
         "Train a plain autoencoder, a denoising autoencoder and a VAE of the same shape on MNIST, "
         "the same way, and compare their reconstructions, samples and latent spaces.")
     add_common_flags(p, out="runs/family")
-    p.add_argument("--latent-dim", type=int_at_least(1), default=2, metavar="L",
-                   help="code size of the autoencoders and latent size of the VAE; default %(default)s "
-                        "(a plane: the scatters show the codes themselves)")
-    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
-                   help="encoder hidden sizes of every model; the decoders mirror them; default 400")
+    add_size_flags(p, 2, "code size of the autoencoders and latent size of the VAE "
+                         "(2, a plane: the scatters show the codes themselves)", models="every model")
     p.add_argument("--corruption", choices=("mask", "gaussian"), default="mask",
                    help="the DAE's corruption, and the test set's: mask (each pixel zeroed with "
                         "probability p) or gaussian (noise of std sigma, clipped to [0, 1]); "

@@ -44,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
+from common import add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
 from tinyvae import ae, plots
 from tinyvae.ae import AEConfig
 from tinyvae.backend import get_backend
@@ -115,11 +115,8 @@ def build_parser():
                    help="score the models saved in DIR instead of training them: DIR/vae/checkpoint.npz "
                         "(or DIR/checkpoint.npz, as demos/mnist.py writes it) and DIR/ae/checkpoint.npz "
                         "if there; with --all, DIR/heldout_D for each D")
-    p.add_argument("--latent-dim", type=int_at_least(1), default=2, metavar="L",
-                   help="the VAE's latent dimensions and the autoencoder's code size; default %(default)s "
-                        "(it detects better than 20 here: docs/anomaly.md#the-table)")
-    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
-                   help="encoder hidden sizes of both models; the decoders mirror them; default 400")
+    add_size_flags(p, 2, "the VAE's latent dimensions and the autoencoder's code size "
+                         "(2 detects better than 20 here: docs/anomaly.md#the-table)", models="both models")
     p.add_argument("--iw-k", type=int_at_least(1), default=100, metavar="K",
                    help="importance samples per image for -log p(x); default %(default)s")
     p.add_argument("--elbo-samples", type=int_at_least(1), default=10, metavar="S",

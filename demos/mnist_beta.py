@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, positive_float,
+from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist, one_line_parser, positive_float,
                     train_config_kwargs)
 from tinyvae import plots
 from tinyvae.backend import get_backend
@@ -68,9 +68,7 @@ def build_parser():
     p.add_argument("--warmup-epochs", type=int_at_least(0), default=5, metavar="W",
                    help="the warm-up run ramps beta = 1 in from 0 over W epochs, step by step; "
                         "0 skips it; default %(default)s")
-    p.add_argument("--latent-dim", type=int_at_least(1), default=20, metavar="L", help="default %(default)s")
-    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
-                   help="encoder hidden sizes; the decoder mirrors them; default 400")
+    add_size_flags(p, 20, "latent dimensions of every run")
     return p
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
+from common import add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
 from tinyvae import plots
 from tinyvae.backend import get_backend
 from tinyvae.checkpoint import METRICS_FILE, prepare_out_dir, write_json
@@ -64,10 +64,7 @@ def build_parser():
         "Train the conditional VAE on MNIST (and the unconditional VAE of the same size beside it); "
         "draw each digit in the same styles, and compare the test -ELBOs.")
     add_common_flags(p, out="runs/cvae")
-    p.add_argument("--latent-dim", type=int_at_least(1), default=2, metavar="L",
-                   help="latent dimensions of both models; default %(default)s")
-    p.add_argument("--hidden", type=int_at_least(1), nargs="+", default=[400], metavar="H",
-                   help="encoder hidden sizes of both models; the decoders mirror them; default 400")
+    add_size_flags(p, 2, "latent dimensions of both models", models="both models")
     p.add_argument("--no-compare", action="store_true",
                    help="train the CVAE only, not the unconditional VAE beside it")
     p.add_argument("--iw-k", type=int_at_least(0), default=100, metavar="K",

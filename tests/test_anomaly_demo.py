@@ -3,7 +3,6 @@ with --from, the ten-digit table, and one-line errors. (The real-MNIST smoke run
 test_cli.py; this one needs no data and takes seconds.)"""
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 
