@@ -1,18 +1,16 @@
 """What every demo script shares: its imports, its flags, and how it ends.
 
-    from common import add_common_flags, int_at_least, main_wrapper, mnist, one_line_parser
+    from common import add_common_flags, add_size_flags, main_wrapper, one_line_parser, start_run
 
     def build_parser():
         p = one_line_parser("demos/mnist_x.py", "Train X on MNIST.")
         add_common_flags(p, out="runs/mnist_x")
-        p.add_argument("--latent-dim", type=int_at_least(1), default=20, metavar="L")
+        add_size_flags(p, 20, "latent dimensions")
         return p
 
     def run(args) -> int:               # flags -> config, fit, pictures; returns 0
-        backend = get_backend(args.backend, seed=args.seed)      # these fail fast, before the data:
-        check_memory(config, tconfig, backend)                   # too large a model,
-        prepare_out_dir(args.out, PICTURES)                      # a bad --out
-        x_train, y_train, x_test, y_test = mnist(args)           # --limit applied
+        config, tconfig = ...           # from args
+        backend, out, (x_train, y_train, x_test, y_test) = start_run(args, [config], tconfig, PICTURES)
         ...
 
     main = main_wrapper(build_parser, run)
@@ -51,7 +49,7 @@ from tinyvae.data import load_mnist, to_unit_interval  # noqa: E402  (after the 
 from tinyvae.errors import TinyVAEError  # noqa: E402
 
 __all__ = ["CHECKOUT", "OneLineParser", "one_line_parser", "int_at_least", "positive_float", "nonnegative_float",
-           "out_dir", "add_common_flags", "train_config_kwargs", "mnist", "main_wrapper"]
+           "out_dir", "add_common_flags", "add_size_flags", "train_config_kwargs", "mnist", "start_run", "main_wrapper"]
 
 
 # ---------------------------------------------------------------------------
@@ -169,6 +167,22 @@ def mnist(args):
     n = args.limit
     return (to_unit_interval(d.x_train[:n]), d.y_train[:n],
             to_unit_interval(d.x_test[:n]), d.y_test[:n])
+
+
+def start_run(args, configs, tconfig, output_files):
+    """The checks that fail fast, then the data: (backend, out folder, mnist(args)).
+
+    Before any data is read: the backend (no CuPy, no GPU), each config's
+    memory against this machine's, and an --out that can hold output_files.
+    """
+    from tinyvae.backend import get_backend
+    from tinyvae.checkpoint import prepare_out_dir
+    from tinyvae.train import check_memory
+    backend = get_backend(args.backend, seed=args.seed)
+    for config in configs:
+        check_memory(config, tconfig, backend)
+    out = prepare_out_dir(args.out, output_files)
+    return backend, out, mnist(args)
 
 
 # ---------------------------------------------------------------------------

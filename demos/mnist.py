@@ -25,16 +25,15 @@ from common import (
     add_common_flags,
     int_at_least,
     main_wrapper,
-    mnist,
     nonnegative_float,
     one_line_parser,
+    start_run,
     train_config_kwargs,
 )
 from tinyvae import plots
-from tinyvae.backend import get_backend
-from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE, prepare_out_dir
+from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE
 from tinyvae.explorer import EXPLORER_FILE, run_caption, write_explorer
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
 from tinyvae.nets import keras_conv_decoder, keras_conv_encoder, summary
 from tinyvae.vae import INITS, LIKELIHOODS, VAEConfig, decode_mean, encode
 
@@ -162,10 +161,7 @@ def print_epoch(record: dict):
 
 def run(args) -> int:
     config, tconfig = configs_from_args(args)
-    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
-    check_memory(config, tconfig, backend)                # a model too large for this machine,
-    prepare_out_dir(args.out, OUTPUT_FILES)               # an --out that cannot hold the run
-    x_train, _, x_test, y_test = mnist(args)
+    backend, _, (x_train, _, x_test, y_test) = start_run(args, [config], tconfig, OUTPUT_FILES)
     shape = "conv" if args.arch == "conv" else f"784-{'-'.join(map(str, config.enc_hidden))}"
     print(f"tinyvae on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
           f"{shape}-{config.latent_dim}, "

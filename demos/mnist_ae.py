@@ -39,15 +39,14 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, add_size_flags, main_wrapper, mnist, one_line_parser, positive_float,
-                    train_config_kwargs)
+from common import (add_common_flags, add_size_flags, main_wrapper, one_line_parser, positive_float,
+                    start_run, train_config_kwargs)
 from tinyvae import ae, plots, vae
 from tinyvae.ae import AEConfig
-from tinyvae.backend import get_backend
-from tinyvae.checkpoint import METRICS_FILE, prepare_out_dir, write_json
+from tinyvae.checkpoint import METRICS_FILE, write_json
 from tinyvae.distributions import kl_normal_forward, reparameterize_forward
 from tinyvae.layers import sigmoid
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
 from tinyvae.vae import VAEConfig
 
 MODELS = {"ae": "AE", "dae": "DAE", "vae": "VAE"}   # folder under --out: label
@@ -230,11 +229,7 @@ def print_epoch(record: dict):
 
 def run(args) -> int:
     configs, tconfig = configs_from_args(args)
-    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
-    for config in configs.values():
-        check_memory(config, tconfig, backend)            # a model too large for this machine,
-    out = prepare_out_dir(args.out, OUTPUT_FILES)         # an --out that cannot hold the run
-    x_train, _, x_test, y_test = mnist(args)
+    backend, out, (x_train, _, x_test, y_test) = start_run(args, configs.values(), tconfig, OUTPUT_FILES)
     dae = configs["dae"]
     print(f"AE, DAE ({corruption_name(dae)}) and VAE on MNIST: {x_train.shape[0]} train / "
           f"{x_test.shape[0]} test images, 784-{'-'.join(map(str, dae.enc_hidden))}-{dae.latent_dim}, "

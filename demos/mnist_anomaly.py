@@ -44,7 +44,8 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
+from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist,
+                    one_line_parser, train_config_kwargs)
 from tinyvae import ae, plots
 from tinyvae.ae import AEConfig
 from tinyvae.backend import get_backend

@@ -36,13 +36,12 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist, one_line_parser, positive_float,
-                    train_config_kwargs)
+from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, one_line_parser,
+                    positive_float, start_run, train_config_kwargs)
 from tinyvae import plots
-from tinyvae.backend import get_backend
-from tinyvae.checkpoint import METRICS_FILE, prepare_out_dir, write_json
+from tinyvae.checkpoint import METRICS_FILE, write_json
 from tinyvae.metrics import active_units, unit_activity
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
 from tinyvae.vae import VAEConfig, decode_mean, encode
 
 THRESHOLD = 0.01            # a unit is active above this activity (Burda et al.)
@@ -162,10 +161,7 @@ def print_epoch(record: dict):
 
 def run(args) -> int:
     config, runs = runs_from_args(args)
-    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
-    check_memory(config, next(iter(runs.values())), backend)   # a model too large for this machine,
-    out = prepare_out_dir(args.out, OUTPUT_FILES)         # an --out that cannot hold the run
-    x_train, _, x_test, _ = mnist(args)
+    backend, out, (x_train, _, x_test, _) = start_run(args, [config], next(iter(runs.values())), OUTPUT_FILES)
     print(f"beta-VAE on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
           f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, runs: "
           + "; ".join(run_label(t) for t in runs.values()) + f", backend {backend.name}, out {out}", flush=True)

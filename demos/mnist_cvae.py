@@ -38,12 +38,12 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import add_common_flags, add_size_flags, int_at_least, main_wrapper, mnist, one_line_parser, train_config_kwargs
+from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, one_line_parser, start_run,
+                    train_config_kwargs)
 from tinyvae import plots
-from tinyvae.backend import get_backend
-from tinyvae.checkpoint import METRICS_FILE, prepare_out_dir, write_json
+from tinyvae.checkpoint import METRICS_FILE, write_json
 from tinyvae.layers import one_hot
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
+from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
 from tinyvae.vae import VAEConfig, decode_mean, encode
 
 K = 10                      # digits
@@ -173,11 +173,7 @@ def final_numbers(metrics: dict) -> dict:
 
 def run(args) -> int:
     configs, tconfig = configs_from_args(args)
-    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
-    for config in configs.values():
-        check_memory(config, tconfig, backend)            # a model too large for this machine,
-    out = prepare_out_dir(args.out, OUTPUT_FILES)         # an --out that cannot hold the run
-    x_train, y_train, x_test, y_test = mnist(args)
+    backend, out, (x_train, y_train, x_test, y_test) = start_run(args, configs.values(), tconfig, OUTPUT_FILES)
     c = configs["cvae"]
     print(f"CVAE{'' if args.no_compare else ' and VAE'} on MNIST: {x_train.shape[0]} train / "
           f"{x_test.shape[0]} test images, 784-{'-'.join(map(str, c.enc_hidden))}-{c.latent_dim}, "
