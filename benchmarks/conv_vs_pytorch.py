@@ -308,7 +308,8 @@ def memory(args):
     out = {}
     for which in ("tinyvae", "pytorch"):
         cmd = [sys.executable, __file__, "--memory-child", which, "--memory-steps", str(args.memory_steps),
-               "--batch-size", str(args.batch_size), "--pass-entries", str(args.pass_entries)] + (["--synthetic"] if args.synthetic else [])
+               "--batch-size", str(args.batch_size), "--pass-entries", str(args.pass_entries)]
+        cmd += ["--synthetic"] if args.synthetic else []
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             print(f"{which}: memory run failed: {run.stderr.strip().splitlines()[-1:]}")
