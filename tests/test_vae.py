@@ -284,7 +284,7 @@ def test_initial_weights_have_the_documented_spread(name):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_keras_init_is_glorot_uniform_with_keras_fans_and_zero_biases(name):
-    """init='keras' on the Keras conv VAE: each W uniform on +-sqrt(6 / (fan_in + fan_out)), as Keras counts the fans."""
+    """init='keras' on the Keras conv VAE: each W uniform on +-sqrt(6 / (fan_in + fan_out)), Keras's fans."""
     from tinyvae.nets import keras_conv_decoder, keras_conv_encoder
     be = make(name, dtype="float64", seed=3)
     params = init_params(VAEConfig(latent_dim=2, encoder=keras_conv_encoder(2), decoder=keras_conv_decoder(),
