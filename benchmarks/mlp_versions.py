@@ -17,7 +17,6 @@ options. Results: docs/benchmarks.md#the-mlp-before-and-after-the-layer-stack.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -115,8 +114,14 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, args.limit, args.batch_size, fast=not args.plain_adam)
 
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
-          f"no thread variables set by this script; {args.limit} images/epoch, batch {args.batch_size}")
+    # Imported here, not at the top: it imports this checkout's tinyvae, which a
+    # worker for an earlier revision must not get.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from epoch_vs_pytorch import machine_report
+
+    for line in machine_report(None, "numpy", "cpu"):
+        print(line)
+    print(f"{args.limit} images/epoch, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
         workers = {f"before ({args.ref})": start(extract(args.ref, tmp), args),
                    "now": start(str(ROOT), args)}

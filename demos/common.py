@@ -45,8 +45,11 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 if (CHECKOUT / "tinyvae" / "__init__.py").is_file() and sys.path[:1] != [str(CHECKOUT)]:
     sys.path.insert(0, str(CHECKOUT))
 
-from tinyvae.data import load_mnist, to_unit_interval  # noqa: E402  (after the sys.path line)
+from tinyvae.backend import get_backend  # noqa: E402  (after the sys.path line)
+from tinyvae.checkpoint import prepare_out_dir  # noqa: E402
+from tinyvae.data import load_mnist, to_unit_interval  # noqa: E402
 from tinyvae.errors import TinyVAEError  # noqa: E402
+from tinyvae.train import check_memory  # noqa: E402
 
 __all__ = ["CHECKOUT", "OneLineParser", "one_line_parser", "int_at_least", "positive_float", "nonnegative_float",
            "out_dir", "add_common_flags", "add_size_flags", "train_config_kwargs", "mnist", "start_run", "main_wrapper"]
@@ -175,9 +178,6 @@ def start_run(args, configs, tconfig, output_files):
     Before any data is read: the backend (no CuPy, no GPU), each config's
     memory against this machine's, and an --out that can hold output_files.
     """
-    from tinyvae.backend import get_backend
-    from tinyvae.checkpoint import prepare_out_dir
-    from tinyvae.train import check_memory
     backend = get_backend(args.backend, seed=args.seed)
     for config in configs:
         check_memory(config, tconfig, backend)
