@@ -13,7 +13,9 @@ anomalies. Each score is judged by its AUROC (tinyvae.metrics). The scores:
     -ELBO       the VAE's negative ELBO, z sampled from q(z|x) (--elbo-samples draws, averaged)
     -log p(x)   the VAE's importance-weighted estimate, --iw-k samples of z per image
     recon       the VAE's reconstruction term alone, -log p(x|z) (An & Cho's score)
+    sq. error   the VAE's squared error, sum over pixels of (x - E[x|z])^2, z as for recon
     AE recon.   the plain autoencoder's reconstruction term, -log p(x | dec(enc(x)))
+    AE sq. err. the plain autoencoder's squared error, sum over pixels of (x - dec(enc(x)))^2
     ink         no model: the number of pixels above 0.5 (a reference, not a detector)
 
 Both models have the same layers (784-400-2 by default: a 2-D latent space
@@ -48,12 +50,13 @@ from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper
                     one_line_parser, train_config_kwargs)
 from tinyvae import ae, plots
 from tinyvae.ae import AEConfig
-from tinyvae.backend import get_backend
+from tinyvae.backend import get_backend, namespace_of
 from tinyvae.checkpoint import CHECKPOINT_FILE, atomic_write, load_checkpoint, prepare_out_dir, write_json
+from tinyvae.distributions import reparameterize_forward
 from tinyvae.errors import CheckpointError, InputError
 from tinyvae.metrics import auroc, average_ranks, roc_curve
 from tinyvae.train import Interrupted, TrainConfig, fit
-from tinyvae.vae import VAEConfig, check_params, iw_log_px, neg_elbo_terms
+from tinyvae.vae import VAEConfig, check_params, decode_mean, encode, iw_log_px, neg_elbo_terms
 
 # The published result this protocol is compared with: a VAE with a 2-D latent
 # space scored by its ELBO, held-out digits 0..9 (L. Tonnaer, PhD thesis,
@@ -81,7 +84,9 @@ SCORES = (                   # the model scores, in table order
     Score("neg_elbo", "-ELBO", "vae", "the VAE's negative ELBO, z sampled from q(z|x)"),
     Score("iw_nll", "-log p(x)", "vae", "the VAE's importance-weighted -log p(x), k samples of z"),
     Score("recon", "recon", "vae", "the VAE's reconstruction term -log p(x|z) alone"),
+    Score("sq_err", "sq. error", "vae", "the VAE's squared error sum_d (x_d - E[x_d|z])^2, z from q(z|x)"),
     Score("ae_recon", "AE recon.", "ae", "the plain autoencoder's reconstruction term"),
+    Score("ae_sq_err", "AE sq. err.", "ae", "the plain autoencoder's squared error sum_d (x_d - dec(enc(x))_d)^2"),
 )
 INK = Score("ink", "ink", "", "no model: the number of pixels above 0.5")
 BY_KEY = {s.key: s for s in (*SCORES, INK)}
@@ -140,26 +145,43 @@ def configs_from_args(args):
 # ---------------------------------------------------------------------------
 
 
+def squared_error(x, x_mean):
+    """sum_d (x_d - x_mean_d)^2 per image: x, x_mean (N, D) -> (N,).
+
+    A score on the scale of the pixels, not in nats: each pixel adds at most 1,
+    where the Bernoulli -log p(x|z) of a confidently wrong pixel grows without
+    bound (docs/anomaly.md#squared-error-against-nats).
+    """
+    xp = namespace_of(x)
+    return xp.sum((x - x_mean) ** 2, axis=1)
+
+
 def vae_scores(params, config, x, backend, k, samples) -> dict:
     """Every VAE score of every image in `x`, higher = more anomalous.
 
     neg_elbo = (1/S) sum_s [recon_s + KL],  recon = (1/S) sum_s -log p(x | z_s),  z_s ~ q(z|x),
+    sq_err   = (1/S) sum_s sum_d (x_d - E[x_d | z_s])^2, the same z_s,
     iw_nll   = -log (1/k) sum_j p(x | z_j) p(z_j) / q(z_j | x)   (vae.iw_log_px).
     Each random draw comes from its own fixed stream, so a score does not change
     between runs. x (N, 784) on the backend -> {key: (N,) host float64}.
     """
     to_np = backend.to_numpy
     n, L = x.shape[0], config.latent_dim
-    out = {"neg_elbo": [], "recon": [], "iw_nll": []}
+    out = {"neg_elbo": [], "recon": [], "sq_err": [], "iw_nll": []}
     backend.reseed(STREAM_SCORES, 1)
     for start in range(0, n, SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
-        recon_sum, kl_sum = 0.0, 0.0
+        mu, logvar = encode(params, xb, config)                       # (B, L) each
+        recon_sum, kl_sum, sq_sum = 0.0, 0.0, 0.0
         for _ in range(samples):
-            recon, kl = neg_elbo_terms(params, xb, backend.normal((xb.shape[0], L)), config)
-            recon_sum, kl_sum = recon_sum + recon, kl_sum + kl         # (B,) each
+            eps = backend.normal((xb.shape[0], L))                    # (B, L)
+            recon, kl = neg_elbo_terms(params, xb, eps, config)
+            z, _ = reparameterize_forward(mu, logvar, eps)            # the same z as recon's
+            sq = squared_error(xb, decode_mean(params, z, config))
+            recon_sum, kl_sum, sq_sum = recon_sum + recon, kl_sum + kl, sq_sum + sq   # (B,) each
         out["recon"].append(to_np(recon_sum) / samples)
         out["neg_elbo"].append(to_np(recon_sum + kl_sum) / samples)
+        out["sq_err"].append(to_np(sq_sum) / samples)
     backend.reseed(STREAM_SCORES, 2)
     for start in range(0, n, SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
@@ -169,14 +191,18 @@ def vae_scores(params, config, x, backend, k, samples) -> dict:
 
 
 def ae_scores(params, config, x, backend) -> dict:
-    """The autoencoder's score of every image in `x`: ae_recon = -log p(x | dec(enc(x))), nats.
+    """The autoencoder's scores of every image in `x`, higher = more anomalous.
 
-    Deterministic (no sampling). x (N, 784) on the backend -> {"ae_recon": (N,) host float64}.
+    ae_recon = -log p(x | dec(enc(x))), nats;  ae_sq_err = sum_d (x_d - E[x_d | dec(enc(x))])^2.
+    Deterministic (no sampling). x (N, 784) on the backend -> {key: (N,) host float64}.
     """
-    parts = [backend.to_numpy(ae.recon_terms(params, x[start:start + SCORE_BATCH, :],
-                                             x[start:start + SCORE_BATCH, :], config))
-             for start in range(0, x.shape[0], SCORE_BATCH)]
-    return {"ae_recon": np.concatenate(parts).astype(np.float64)}
+    out = {"ae_recon": [], "ae_sq_err": []}
+    for start in range(0, x.shape[0], SCORE_BATCH):
+        xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
+        code = ae.encode(params, xb, config)                          # (B, L)
+        out["ae_recon"].append(backend.to_numpy(ae.recon_terms(params, xb, xb, config)))
+        out["ae_sq_err"].append(backend.to_numpy(squared_error(xb, decode_mean(params, code, config))))
+    return {key: np.concatenate(parts).astype(np.float64) for key, parts in out.items()}
 
 
 def ink(x) -> np.ndarray:
