@@ -205,6 +205,10 @@ def test_score_histograms_one_panel_per_score(tmp_path):
     path = plots.score_histograms(scores, is_anomaly, tmp_path / "hist.png", title="held out: 0")
     assert png_size(only_file(tmp_path)) == (round(3 * 4.2 * plots.DPI), round(3.6 * plots.DPI))
     assert path == tmp_path / "hist.png"
+    for k in range(4):                                    # 7 scores: two rows of at most four panels
+        scores[f"more {k}"] = scores["-ELBO"] + k
+    plots.score_histograms(scores, is_anomaly, tmp_path / "hist.png")
+    assert png_size(tmp_path / "hist.png") == (round(4 * 4.2 * plots.DPI), round(2 * 3.6 * plots.DPI))
 
 
 def test_score_histograms_reject_mismatched_labels(tmp_path):

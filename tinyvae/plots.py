@@ -246,6 +246,7 @@ def latent_scatter(z_mean, labels, path):
 ANOMALY_COLOURS = {False: "tab:blue", True: "tab:red"}   # normal, anomalous
 HIST_BINS = 60
 HIST_TAIL = 0.005   # the top and bottom 0.5% of scores are piled into the edge bins
+HIST_COLUMNS = 4     # panels per row of score_histograms
 ROW_LABEL_INCHES = 1.8   # room left of image_rows for labels of two short lines
 
 
@@ -268,8 +269,12 @@ def score_histograms(scores, is_anomaly, path, title=None):
     """
     if not scores:
         raise InputError("score_histograms needs at least one score")
-    fig = _new_figure(4.2 * len(scores), 3.6, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(scores)))
+    cols = min(len(scores), HIST_COLUMNS)
+    rows = -(-len(scores) // cols)
+    fig = _new_figure(4.2 * cols, 3.6 * rows, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax in axes[len(scores):]:                          # the grid's unused panels
+        ax.set_axis_off()
     for ax, (label, values) in zip(axes, scores.items()):
         values, anomalous = _check_scores(values, is_anomaly, label)
         lo, hi = np.quantile(values, [HIST_TAIL, 1.0 - HIST_TAIL])
