@@ -52,11 +52,11 @@ from tinyvae import ae, plots
 from tinyvae.ae import AEConfig
 from tinyvae.backend import get_backend, namespace_of
 from tinyvae.checkpoint import CHECKPOINT_FILE, atomic_write, load_checkpoint, prepare_out_dir, write_json
-from tinyvae.distributions import reparameterize_forward
+from tinyvae.distributions import kl_normal_forward, reparameterize_forward
 from tinyvae.errors import CheckpointError, InputError
 from tinyvae.metrics import auroc, average_ranks, roc_curve
 from tinyvae.train import Interrupted, TrainConfig, fit
-from tinyvae.vae import VAEConfig, check_params, decode_mean, encode, iw_log_px, neg_elbo_terms
+from tinyvae.vae import VAEConfig, check_params, decode, encode, iw_log_px, output_mean, recon_nll
 
 # The published result this protocol is compared with: a VAE with a 2-D latent
 # space scored by its ELBO, held-out digits 0..9 (L. Tonnaer, PhD thesis,
@@ -148,9 +148,10 @@ def configs_from_args(args):
 def squared_error(x, x_mean):
     """sum_d (x_d - x_mean_d)^2 per image: x, x_mean (N, D) -> (N,).
 
-    A score on the scale of the pixels, not in nats: each pixel adds at most 1,
-    where the Bernoulli -log p(x|z) of a confidently wrong pixel grows without
-    bound (docs/anomaly.md#squared-error-against-nats).
+    A score on the scale of the pixels, not in nats: zero for a perfect
+    reconstruction, where the Bernoulli -log p(x|z) of a grey pixel never falls
+    below its entropy, and at most 1 a pixel
+    (docs/anomaly.md#squared-error-against-nats-the-entropy-floor).
     """
     xp = namespace_of(x)
     return xp.sum((x - x_mean) ** 2, axis=1)
@@ -172,13 +173,14 @@ def vae_scores(params, config, x, backend, k, samples) -> dict:
     for start in range(0, n, SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
         mu, logvar = encode(params, xb, config)                       # (B, L) each
+        kl, _ = kl_normal_forward(mu, logvar)                         # (B,): no z in it
         recon_sum, kl_sum, sq_sum = 0.0, 0.0, 0.0
         for _ in range(samples):
-            eps = backend.normal((xb.shape[0], L))                    # (B, L)
-            recon, kl = neg_elbo_terms(params, xb, eps, config)
-            z, _ = reparameterize_forward(mu, logvar, eps)            # the same z as recon's
-            sq = squared_error(xb, decode_mean(params, z, config))
-            recon_sum, kl_sum, sq_sum = recon_sum + recon, kl_sum + kl, sq_sum + sq   # (B,) each
+            z, _ = reparameterize_forward(mu, logvar, backend.normal((xb.shape[0], L)))   # (B, L)
+            dec = decode(params, z, config)                           # logits or means, (B, 784)
+            recon_sum = recon_sum + recon_nll(params, dec, xb, config)  # (B,)
+            kl_sum = kl_sum + kl                                      # summed like recon: same rounding
+            sq_sum = sq_sum + squared_error(xb, output_mean(dec, config))
         out["recon"].append(to_np(recon_sum) / samples)
         out["neg_elbo"].append(to_np(recon_sum + kl_sum) / samples)
         out["sq_err"].append(to_np(sq_sum) / samples)
@@ -199,9 +201,9 @@ def ae_scores(params, config, x, backend) -> dict:
     out = {"ae_recon": [], "ae_sq_err": []}
     for start in range(0, x.shape[0], SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
-        code = ae.encode(params, xb, config)                          # (B, L)
-        out["ae_recon"].append(backend.to_numpy(ae.recon_terms(params, xb, xb, config)))
-        out["ae_sq_err"].append(backend.to_numpy(squared_error(xb, decode_mean(params, code, config))))
+        dec = ae.decode(params, ae.encode(params, xb, config), config)   # (B, 784)
+        out["ae_recon"].append(backend.to_numpy(recon_nll(params, dec, xb, config)))   # ae.recon_terms
+        out["ae_sq_err"].append(backend.to_numpy(squared_error(xb, output_mean(dec, config))))
     return {key: np.concatenate(parts).astype(np.float64) for key, parts in out.items()}
 
 

@@ -378,10 +378,14 @@ def decode(params, z, config: VAEConfig, y=None):
     return out
 
 
+def output_mean(out, config: VAEConfig):
+    """E[x | z, y] from the decoder's output (N, D): sigma(logits) (Bernoulli) or the mean itself (Gaussian)."""
+    return sigmoid(out) if config.likelihood == "bernoulli" else out
+
+
 def decode_mean(params, z, config: VAEConfig, y=None):
     """E[x | z, y], for pictures: sigma(logits) (Bernoulli) or the mean (Gaussian), (N, D)."""
-    out = decode(params, z, config, y)
-    return sigmoid(out) if config.likelihood == "bernoulli" else out
+    return output_mean(decode(params, z, config, y), config)
 
 
 def recon_nll(params, out, x, config: VAEConfig):
