@@ -4,6 +4,7 @@
     python demos/mnist_anomaly.py --all --out runs/anomaly     # each digit in turn, and the table
     python demos/mnist_anomaly.py --anomaly 1 --from runs/anomaly/heldout_1 --out runs/rescore
     python demos/mnist_anomaly.py --anomaly 1 --limit 3000 --epochs 2 --iw-k 5   # a quick look
+    python demos/mnist_anomaly.py --all --hidden 512 256 --epochs 20 --ae-code 8   # the best table (docs/anomaly.md)
 
 The protocol: the models are trained on the training images of the nine
 normal digits only; then every test image (all ten digits) gets a score,
@@ -14,13 +15,15 @@ anomalies. Each score is judged by its AUROC (tinyvae.metrics). The scores:
     -log p(x)   the VAE's importance-weighted estimate, --iw-k samples of z per image
     recon       the VAE's reconstruction term alone, -log p(x|z) (An & Cho's score)
     sq. error   the VAE's squared error, sum over pixels of (x - E[x|z])^2, z as for recon
+    rel. sq. err. the VAE's squared error divided by the image's own sum of x^2 (its ink)
     AE recon.   the plain autoencoder's reconstruction term, -log p(x | dec(enc(x)))
     AE sq. err. the plain autoencoder's squared error, sum over pixels of (x - dec(enc(x)))^2
+    AE rel. sq. the plain autoencoder's squared error divided by the image's sum of x^2
     ink         no model: the number of pixels above 0.5 (a reference, not a detector)
 
 Both models have the same layers (784-400-2 by default: a 2-D latent space
-detects better than 20 dimensions, docs/anomaly.md#the-table) and likelihood,
-and are trained alike by train.fit (Adam, the same epochs, batch size and
+detects better than 20 dimensions, docs/anomaly.md#the-table; --ae-code gives
+the autoencoder's code a size of its own) and likelihood, and are trained alike by train.fit (Adam, the same epochs, batch size and
 learning rate, the same shuffles).
 Written to --out (with --all, one folder heldout_D per digit, and the table):
 
@@ -85,8 +88,11 @@ SCORES = (                   # the model scores, in table order
     Score("iw_nll", "-log p(x)", "vae", "the VAE's importance-weighted -log p(x), k samples of z"),
     Score("recon", "recon", "vae", "the VAE's reconstruction term -log p(x|z) alone"),
     Score("sq_err", "sq. error", "vae", "the VAE's squared error sum_d (x_d - E[x_d|z])^2, z from q(z|x)"),
+    Score("rel_sq_err", "rel. sq. err.", "vae", "the VAE's squared error divided by the image's sum_d x_d^2"),
     Score("ae_recon", "AE recon.", "ae", "the plain autoencoder's reconstruction term"),
     Score("ae_sq_err", "AE sq. err.", "ae", "the plain autoencoder's squared error sum_d (x_d - dec(enc(x))_d)^2"),
+    Score("ae_rel_sq_err", "AE rel. sq.", "ae", "the plain autoencoder's squared error divided by the "
+                                                "image's sum_d x_d^2"),
 )
 INK = Score("ink", "ink", "", "no model: the number of pixels above 0.5")
 BY_KEY = {s.key: s for s in (*SCORES, INK)}
@@ -121,8 +127,10 @@ def build_parser():
                    help="score the models saved in DIR instead of training them: DIR/vae/checkpoint.npz "
                         "(or DIR/checkpoint.npz, as demos/mnist.py writes it) and DIR/ae/checkpoint.npz "
                         "if there; with --all, DIR/heldout_D for each D")
-    add_size_flags(p, 2, "the VAE's latent dimensions and the autoencoder's code size "
-                         "(2 detects better than 20 here: docs/anomaly.md#the-table)", models="both models")
+    add_size_flags(p, 2, "the VAE's latent dimensions, and the autoencoder's code size unless --ae-code "
+                         "is given (2 detects better than 20 here: docs/anomaly.md#the-table)", models="both models")
+    p.add_argument("--ae-code", type=int_at_least(1), default=None, metavar="C",
+                   help="the autoencoder's code size, if not --latent-dim (docs/anomaly.md#the-autoencoders-code-size)")
     p.add_argument("--iw-k", type=int_at_least(1), default=100, metavar="K",
                    help="importance samples per image for -log p(x); default %(default)s")
     p.add_argument("--elbo-samples", type=int_at_least(1), default=10, metavar="S",
@@ -133,11 +141,14 @@ def build_parser():
 def configs_from_args(args):
     """(VAEConfig, AEConfig, TrainConfig) from the parsed flags; the decoders mirror the encoders.
 
+    The autoencoder's code has --ae-code dimensions if given, else --latent-dim like the VAE's z.
+
     ReLU, Bernoulli likelihood on pixels in [0, 1], the PyTorch example's initialisation.
     """
     shape = dict(input_dim=784, enc_hidden=tuple(args.hidden), dec_hidden=tuple(reversed(args.hidden)),
                  latent_dim=args.latent_dim, activation="relu", likelihood="bernoulli", init="pytorch")
-    return VAEConfig(**shape), AEConfig(**shape), TrainConfig(**train_config_kwargs(args), iw_k=0)
+    ae_shape = shape | {"latent_dim": args.latent_dim if args.ae_code is None else args.ae_code}
+    return VAEConfig(**shape), AEConfig(**ae_shape), TrainConfig(**train_config_kwargs(args), iw_k=0)
 
 
 # ---------------------------------------------------------------------------
@@ -157,18 +168,34 @@ def squared_error(x, x_mean):
     return xp.sum((x - x_mean) ** 2, axis=1)
 
 
+def relative_to_ink(error, x):
+    """error_n / max(sum_d x_nd^2, 1): a per-image error over the image's own squared norm, (N,), (N, D) -> (N,).
+
+    The squared error of a reconstruction grows with the ink there is to
+    reconstruct, so a 1 (little ink) scores low whatever its shape; divided by
+    sum_d x_d^2 (the ink of a black-and-white image), the score is the share of
+    the image that was not reconstructed
+    (docs/anomaly.md#relative-squared-error-the-ink-divided-out). An image with
+    less than one pixel's worth of ink is divided by 1, so a blank image gets
+    its squared error, not infinity.
+    """
+    xp = namespace_of(x)
+    return error / xp.maximum(xp.sum(x * x, axis=1), 1.0)
+
+
 def vae_scores(params, config, x, backend, k, samples) -> dict:
     """Every VAE score of every image in `x`, higher = more anomalous.
 
     neg_elbo = (1/S) sum_s [recon_s + KL],  recon = (1/S) sum_s -log p(x | z_s),  z_s ~ q(z|x),
     sq_err   = (1/S) sum_s sum_d (x_d - E[x_d | z_s])^2, the same z_s,
+    rel_sq_err = sq_err / max(sum_d x_d^2, 1)   (relative_to_ink),
     iw_nll   = -log (1/k) sum_j p(x | z_j) p(z_j) / q(z_j | x)   (vae.iw_log_px).
     Each random draw comes from its own fixed stream, so a score does not change
     between runs. x (N, 784) on the backend -> {key: (N,) host float64}.
     """
     to_np = backend.to_numpy
     n, L = x.shape[0], config.latent_dim
-    out = {"neg_elbo": [], "recon": [], "sq_err": [], "iw_nll": []}
+    out = {"neg_elbo": [], "recon": [], "sq_err": [], "rel_sq_err": [], "iw_nll": []}
     backend.reseed(STREAM_SCORES, 1)
     for start in range(0, n, SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
@@ -184,6 +211,7 @@ def vae_scores(params, config, x, backend, k, samples) -> dict:
         out["recon"].append(to_np(recon_sum) / samples)
         out["neg_elbo"].append(to_np(recon_sum + kl_sum) / samples)
         out["sq_err"].append(to_np(sq_sum) / samples)
+        out["rel_sq_err"].append(to_np(relative_to_ink(sq_sum, xb)) / samples)
     backend.reseed(STREAM_SCORES, 2)
     for start in range(0, n, SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
@@ -195,15 +223,18 @@ def vae_scores(params, config, x, backend, k, samples) -> dict:
 def ae_scores(params, config, x, backend) -> dict:
     """The autoencoder's scores of every image in `x`, higher = more anomalous.
 
-    ae_recon = -log p(x | dec(enc(x))), nats;  ae_sq_err = sum_d (x_d - E[x_d | dec(enc(x))])^2.
+    ae_recon = -log p(x | dec(enc(x))), nats;  ae_sq_err = sum_d (x_d - E[x_d | dec(enc(x))])^2;
+    ae_rel_sq_err = ae_sq_err / max(sum_d x_d^2, 1)   (relative_to_ink).
     Deterministic (no sampling). x (N, 784) on the backend -> {key: (N,) host float64}.
     """
-    out = {"ae_recon": [], "ae_sq_err": []}
+    out = {"ae_recon": [], "ae_sq_err": [], "ae_rel_sq_err": []}
     for start in range(0, x.shape[0], SCORE_BATCH):
         xb = x[start:start + SCORE_BATCH, :]                          # (B, 784)
         dec = ae.decode(params, ae.encode(params, xb, config), config)   # (B, 784)
         out["ae_recon"].append(backend.to_numpy(recon_nll(params, dec, xb, config)))   # ae.recon_terms
-        out["ae_sq_err"].append(backend.to_numpy(squared_error(xb, output_mean(dec, config))))
+        sq = squared_error(xb, output_mean(dec, config))               # (B,)
+        out["ae_sq_err"].append(backend.to_numpy(sq))
+        out["ae_rel_sq_err"].append(backend.to_numpy(relative_to_ink(sq, xb)))
     return {key: np.concatenate(parts).astype(np.float64) for key, parts in out.items()}
 
 

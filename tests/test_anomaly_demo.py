@@ -71,14 +71,15 @@ def test_one_digit_writes_metrics_and_pictures_and_finds_the_anomaly(tmp_path, f
     assert "held-out 3: AUROC" in out and "AE recon. train" in out
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert (m["held_out_digit"], m["n_train"], m["n_test"], m["n_anomalies"]) == (3, 540, 200, 20)
-    assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "sq_err", "ae_recon", "ae_sq_err", "ink"}
+    assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "sq_err", "rel_sq_err", "ae_recon", "ae_sq_err",
+                                "ae_rel_sq_err", "ink"}
     assert m["configs"]["vae"]["latent_dim"] == m["configs"]["ae"]["latent_dim"] == 2
     assert (m["scores"]["ae_recon"]["model"], m["scores"]["ink"]["model"]) == ("ae", "")
-    for key in ("neg_elbo", "iw_nll", "recon", "sq_err", "ae_recon", "ae_sq_err"):
+    for key in ("neg_elbo", "iw_nll", "recon", "sq_err", "rel_sq_err", "ae_recon", "ae_sq_err", "ae_rel_sq_err"):
         s = m["scores"][key]
         # The stripe is never seen. The nats punish its confidently wrong pixels without bound
         # (0.90 to 0.93 here), a squared error at most 1 a pixel (0.70 and 0.77).
-        assert s["auroc"] > (0.6 if key.endswith("sq_err") else 0.85), (key, s["auroc"])
+        assert s["auroc"] > (0.6 if "sq" in key else 0.85), (key, s["auroc"])
         assert len(s["roc"]["fpr"]) == len(s["roc"]["tpr"]) >= 2
         assert -1 <= s["spearman_with_ink"] <= 1
     assert 0.3 < m["scores"]["ink"]["auroc"] < 0.7                    # ink alone cannot tell
@@ -110,7 +111,7 @@ def test_from_a_folder_without_an_autoencoder_scores_the_vae_alone(tmp_path, fak
                       "--out", str(tmp_path / "b")]) == 0
     assert "no autoencoder" in capsys.readouterr().out
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "sq_err", "ink"}
+    assert set(m["scores"]) == {"neg_elbo", "iw_nll", "recon", "sq_err", "rel_sq_err", "ink"}
     assert "no autoencoder" in m["notes"][0]
 
 
@@ -146,10 +147,20 @@ def test_table_marks_each_rows_best_model_score():
         "ink": {"auroc": 0.99}}, "seconds": {"total": 1.0}} for d in (0, 1)]
     results[1]["scores"]["ae_recon"] = {"auroc": 0.7}                  # digit 0 has no AE score
     markdown, record = demo.table(results)
-    assert "| 0 | 0.96 | 0.500 | **0.600** | 0.400 | n/a | n/a | n/a | 0.990 |" in markdown
-    assert "| 1 | 0.73 | 0.500 | 0.610 | 0.400 | n/a | **0.700** | n/a | 0.990 |" in markdown
-    assert "| mean | 0.845 | 0.500 | 0.605 | 0.400 | n/a | n/a | n/a | 0.990 |" in markdown
+    assert "| 0 | 0.96 | 0.500 | **0.600** | 0.400 | n/a | n/a | n/a | n/a | n/a | 0.990 |" in markdown
+    assert "| 1 | 0.73 | 0.500 | 0.610 | 0.400 | n/a | n/a | **0.700** | n/a | n/a | 0.990 |" in markdown
+    assert "| mean | 0.845 | 0.500 | 0.605 | 0.400 | n/a | n/a | n/a | n/a | n/a | 0.990 |" in markdown
     assert record["mean_of_row_best"] == pytest.approx(0.65)           # ink is a reference, not a score
+
+
+def test_ae_code_sizes_the_autoencoder_alone():
+    args = demo.build_parser().parse_args(["--anomaly", "1", "--hidden", "8", "4", "--latent-dim", "3"])
+    vae_config, ae_config, _ = demo.configs_from_args(args)
+    assert (vae_config.latent_dim, ae_config.latent_dim) == (3, 3)                 # both, by default
+    args = demo.build_parser().parse_args(["--anomaly", "1", "--hidden", "8", "4", "--ae-code", "5"])
+    vae_config, ae_config, _ = demo.configs_from_args(args)
+    assert (vae_config.latent_dim, ae_config.latent_dim) == (2, 5)
+    assert vae_config.enc_hidden == ae_config.enc_hidden == (8, 4)
 
 
 def test_squared_error_scores_are_the_summed_squared_pixel_errors():
@@ -171,13 +182,28 @@ def test_squared_error_scores_are_the_summed_squared_pixel_errors():
     expected = np.mean([np.sum((x - m) ** 2, axis=1) for m in draws], axis=0)
     np.testing.assert_allclose(scores["sq_err"], expected, rtol=1e-12)
     assert np.all(scores["sq_err"] <= 12)                              # each pixel adds at most 1
+    energy = np.sum(x ** 2, axis=1)                                    # 1.3 to 6.8 here: all above 1
+    assert np.all(energy > 1)
+    np.testing.assert_allclose(scores["rel_sq_err"], expected / energy, rtol=1e-12)
 
     ae_config = AEConfig(input_dim=12, enc_hidden=(5,), dec_hidden=(5,), latent_dim=2)
     ae_params = init_params(ae_config, be)
-    got = demo.ae_scores(ae_params, ae_config, x, be)["ae_sq_err"]
+    got = demo.ae_scores(ae_params, ae_config, x, be)
     code = demo.ae.encode(ae_params, x, ae_config)
-    np.testing.assert_allclose(got, np.sum((x - sigmoid(demo.ae.decode(ae_params, code, ae_config))) ** 2, axis=1),
-                               rtol=1e-12)
+    expected = np.sum((x - sigmoid(demo.ae.decode(ae_params, code, ae_config))) ** 2, axis=1)
+    np.testing.assert_allclose(got["ae_sq_err"], expected, rtol=1e-12)
+    np.testing.assert_allclose(got["ae_rel_sq_err"], expected / energy, rtol=1e-12)
+
+
+def test_relative_to_ink_divides_by_the_squared_norm_and_by_one_below_one():
+    """error / max(sum_d x_d^2, 1): a digit with 4x the ink and 4x the error scores the same;
+    a blank image, or one with under a pixel's worth of ink, keeps its error (never inf or nan)."""
+    x = np.array([[1.0, 1.0, 0.0, 0.0],            # sum x^2 = 2
+                  [1.0, 1.0, 1.0, 1.0],            # 4
+                  [0.0, 0.0, 0.0, 0.0],            # 0: blank
+                  [0.5, 0.5, 0.0, 0.0]])           # 0.5: under one pixel's worth
+    error = np.array([0.2, 0.4, 0.3, 0.1])
+    np.testing.assert_array_equal(demo.relative_to_ink(error, x), [0.1, 0.1, 0.3, 0.1])
 
 
 # ---- one-line errors --------------------------------------------------------------------
