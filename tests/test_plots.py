@@ -238,6 +238,18 @@ def test_image_rows_pads_short_rows(tmp_path):
         plots.image_rows([], tmp_path / "none.png", "nothing")
 
 
+def test_a_long_title_over_a_narrow_grid_is_wrapped_inside_the_figure():
+    """Sixteen rows of ten digits (the anomaly demo's extremes.png): the title wraps, no line is cut off."""
+    title = "held-out 1: normal digits scored most anomalous, and the 1s scored least"
+    fig, ax = plots._grid_figure(np.zeros((16 * 28, 10 * 28)), title, left=plots.ROW_LABEL_INCHES)
+    assert "\n" in ax.get_title() and ax.get_title().replace("\n", " ") == title
+    renderer = fig.canvas.get_renderer()
+    box = ax.title.get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    short, _ = plots._grid_figure(np.zeros((28, 280)), "short")
+    assert short.axes[0].get_title() == "short"
+
+
 def test_score_vs_ink(tmp_path):
     scores, is_anomaly = anomaly_scores()
     ink = np.random.default_rng(5).integers(50, 250, len(is_anomaly))

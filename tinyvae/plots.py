@@ -23,6 +23,7 @@ Digits are drawn dark on light ("gray_r"), pixel values 0 (paper) .. 1 (ink).
 from __future__ import annotations
 
 import os
+import textwrap
 from statistics import NormalDist
 
 import numpy as np
@@ -39,6 +40,7 @@ DPI = 100           # pixels per inch of every saved PNG
 SIDE = 28           # an MNIST digit is SIDE x SIDE pixels
 DIGIT_CMAP = "gray_r"
 GRID_PIXELS = 840   # image grids are magnified by a whole factor to about this many pixels
+TITLE_CHARS_PER_INCH = 9   # a grid's title is wrapped at about this many characters per inch of figure
 
 
 def tile_images(images, nrows, ncols, side=SIDE):
@@ -97,13 +99,17 @@ def _grid_figure(grid, title, left=0.8):
     """A figure showing an image grid crisply: each pixel magnified by a whole factor.
 
     The axes are placed by hand so that no resampling blurs the digits;
-    the margins (inches; `left` for long row labels) leave room for tick labels and the title.
+    the margins (inches; `left` for long row labels) leave room for tick labels and the title,
+    which is wrapped to the figure's width.
     """
     h, w = grid.shape
-    scale = max(1, GRID_PIXELS // max(h, w))
+    scale = max(1, round(GRID_PIXELS / max(h, w)))
     img_w, img_h = w * scale / DPI, h * scale / DPI       # inches
-    right, bottom, top = 0.3, 0.6, 0.5                     # inches
-    fig_w, fig_h = img_w + left + right, img_h + bottom + top
+    right, bottom = 0.3, 0.6                               # inches
+    fig_w = img_w + left + right
+    title = textwrap.fill(title, width=max(20, int(fig_w * TITLE_CHARS_PER_INCH))) if title else title
+    top = 0.3 + 0.25 * (title.count("\n") + 1 if title else 0)
+    fig_h = img_h + bottom + top
     fig = _new_figure(fig_w, fig_h)
     ax = fig.add_axes((left / fig_w, bottom / fig_h, img_w / fig_w, img_h / fig_h))
     ax.imshow(grid, cmap=DIGIT_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
