@@ -23,8 +23,9 @@ anomalies. Each score is judged by its AUROC (tinyvae.metrics). The scores:
 
 Both models have the same layers (784-400-2 by default: a 2-D latent space
 detects better than 20 dimensions, docs/anomaly.md#the-table; --ae-code gives
-the autoencoder's code a size of its own) and likelihood, and are trained alike by train.fit (Adam, the same epochs, batch size and
-learning rate, the same shuffles).
+the autoencoder's code a size of its own) and likelihood, and are trained
+alike by train.fit (Adam, the same epochs, batch size and learning rate, the
+same shuffles).
 Written to --out (with --all, one folder heldout_D per digit, and the table):
 
     vae/checkpoint.npz, vae/metrics.json   the trained VAE, as demos/mnist.py writes them
