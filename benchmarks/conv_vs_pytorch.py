@@ -9,8 +9,9 @@ padding (F.pad, then a crop after each transposed conv) and HWC flattening, so
 tinyvae's initial weights, permuted into PyTorch's layouts, give the same
 loss; the run checks that first and prints the difference.
 
-Three columns, one epoch at a time, taking turns on the same batch order:
-tinyvae, PyTorch, and the floor: the same matrix multiplies alone (the im2col
+Three columns, one epoch at a time, taking turns on the same batch order, each
+in a fresh process of its own (so that they share no allocator state; each
+epoch's minor page faults are counted too): tinyvae, PyTorch, and the floor: the same matrix multiplies alone (the im2col
 GEMMs of every conv and transposed conv, and the dense layers), what an epoch
 would cost if everything else were free. Peak memory: each library trains
 --memory-steps steps in a fresh subprocess while a thread samples its
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))      # epoch_vs_pytorch beside it
 
-from epoch_vs_pytorch import batch_sizes, import_torch, load_data, machine_report  # noqa: E402
+from epoch_vs_pytorch import (  # noqa: E402
+    batch_sizes,
+    import_torch,
+    load_data,
+    machine_report,
+    print_times,
+    take_turns,
+)
 
 from tinyvae import conv, nets  # noqa: E402
 from tinyvae.backend import get_backend, to_numpy  # noqa: E402
@@ -53,7 +62,6 @@ LATENT = 2
 CONFIG = VAEConfig(latent_dim=LATENT, encoder=nets.keras_conv_encoder(LATENT),
                    decoder=nets.keras_conv_decoder(), init="keras")  # as the demo
 LR = 1e-3
-PAUSE_S = 0.5
 
 
 # ---------------------------------------------------------------------------
@@ -326,43 +334,48 @@ def memory(args):
 # ---------------------------------------------------------------------------
 
 
+def make_tinyvae(limit, synthetic, seed, batch_size, pass_entries):
+    """Build, in a contestant's process: tinyvae's conv VAE, warmed up; returns epoch(perm)."""
+    conv.COLUMN_ENTRIES_PER_PASS = int(pass_entries)  # a fresh process: the flag's value, set again
+    x, _ = load_data(limit, synthetic)
+    run = TinyVAERun(x, seed)
+    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=5 * batch_size)
+    return lambda perm: run.epoch(perm, batch_size)
+
+
+def make_pytorch(limit, synthetic, seed, batch_size):
+    """Build, in a contestant's process: the PyTorch conv VAE, warmed up; returns epoch(perm)."""
+    torch, _ = import_torch("numpy")
+    x, _ = load_data(limit, synthetic)
+    run = TorchRun(torch, x, seed)
+    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=5 * batch_size)
+    return lambda perm: run.epoch(perm, batch_size)
+
+
+def make_floor(batch_size):
+    """Build, in a contestant's process: the conv VAE's matrix multiplies alone; returns epoch(perm)."""
+    floor = MatmulFloor(batch_size)
+    floor.epoch(5 * batch_size)
+    return lambda perm: floor.epoch(perm.shape[0])
+
+
 def speed(args, torch, x):
     n = x.shape[0]
     flops = epoch_flops(n, args.batch_size)
-    tv, floor = TinyVAERun(x, args.seed), MatmulFloor(args.batch_size)
-    th = TorchRun(torch, x, args.seed) if torch is not None else None
-    host_rng = np.random.default_rng(args.seed)
-    warm = host_rng.permutation(n)
-    tv.epoch(warm, args.batch_size, limit=5 * args.batch_size)
-    floor.epoch(min(n, 5 * args.batch_size))
-    if th is not None:
-        th.epoch(warm, args.batch_size, limit=5 * args.batch_size)
-    times = {"tinyvae": [], "pytorch": [], "matmul floor": []}
-    for r in range(args.rounds):
-        perm = host_rng.permutation(n)
-        runs = [("tinyvae", lambda: tv.epoch(perm, args.batch_size)), ("matmul floor", lambda: floor.epoch(n))]
-        if th is not None:
-            runs.append(("pytorch", lambda: th.epoch(perm, args.batch_size)))
-        if r % 2:
-            runs.reverse()
-        for name, run in runs:
-            time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{k} {v[-1]:.2f} s" for k, v in times.items() if v), flush=True)
+    common = (args.limit, args.synthetic, args.seed, args.batch_size)
+    makers = {"tinyvae": partial(make_tinyvae, *common, args.pass_entries),
+              "matmul floor": partial(make_floor, args.batch_size)}
+    if torch is not None:
+        makers["pytorch"] = partial(make_pytorch, *common)
+    results = take_turns(makers, args.rounds, n, args.seed)
+    times = {name: [s for s, _ in r] for name, r in results.items()}
     print()
     print(f"{n} images/epoch, batch {args.batch_size}, {args.rounds} rounds, "
           f"{flops / 1e9:.1f} GFLOP of matrix multiplies per epoch")
-    print(f"{'':14s}{'min s':>8s}{'median s':>10s}{'GFLOP/s':>9s}")
-    for name, t in times.items():
-        if t:
-            med = statistics.median(t)
-            print(f"{name:14s}{min(t):8.2f}{med:10.2f}{flops / med / 1e9:9.1f}")
+    print_times(results, flops, len(batch_sizes(n, args.batch_size)), width=14)
     tv_med = statistics.median(times["tinyvae"])
     print(f"floor / tinyvae (median):   {statistics.median(times['matmul floor']) / tv_med:.2f}")
-    if times["pytorch"]:
+    if "pytorch" in times:
         th_med = statistics.median(times["pytorch"])
         print(f"tinyvae / pytorch (median): {tv_med / th_med:.2f}   (target <= 0.80)")
         print(f"tinyvae / pytorch (min):    {min(times['tinyvae']) / min(times['pytorch']):.2f}")

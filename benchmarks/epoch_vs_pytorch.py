@@ -1,12 +1,14 @@
 """Seconds per training epoch: tinyvae against PyTorch eager, side by side.
 
 The model is the PyTorch example VAE (784-400-20-400-784, ReLU, Bernoulli
-likelihood + KL, Adam lr 1e-3, batch 128) trained on MNIST. Both libraries run
-in this one process, one epoch at a time, taking turns (the order alternates
-between rounds), on the same data in the same batch order. A third column, the
-floor, times the same sequence of matrix multiplies alone: what an epoch would
-cost if everything but the multiplies (elementwise work, the optimizer,
-batching, Python) were free, with this BLAS on this machine.
+likelihood + KL, Adam lr 1e-3, batch 128) trained on MNIST. Each library runs
+in a fresh process of its own, started by this one, and the processes take
+turns one epoch at a time (the order alternates between rounds), on the same
+data in the same batch order. A third column, the floor, times the same
+sequence of matrix multiplies alone: what an epoch would cost if everything
+but the multiplies (elementwise work, the optimizer, batching, Python) were
+free, with this BLAS on this machine. Each epoch's minor page faults (fresh
+memory taken from the operating system) are counted too.
 
     python benchmarks/epoch_vs_pytorch.py                      # NumPy vs PyTorch CPU
     python benchmarks/epoch_vs_pytorch.py --backend cupy       # CuPy vs PyTorch CUDA
@@ -21,11 +23,14 @@ PyTorch column is skipped with a message. Results: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +282,116 @@ class MatmulFloor:
         self.be.synchronize()
 
 
+def make_tinyvae(backend_name, limit, synthetic, seed, batch_size, fast=True):
+    """Build, in a contestant's process: tinyvae on the data, warmed up; returns epoch(perm)."""
+    x, _ = load_data(limit, synthetic)
+    run = TinyVAERun(backend_name, x, seed=seed, fast=fast)
+    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=20 * batch_size)
+    return lambda perm: run.epoch(perm, batch_size)
+
+
+def make_pytorch(backend_name, limit, synthetic, seed, batch_size):
+    """Build, in a contestant's process: the PyTorch model, warmed up; returns epoch(perm)."""
+    torch, device = import_torch(backend_name)
+    x, _ = load_data(limit, synthetic)
+    run = TorchRun(torch, device, x, seed=seed)
+    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=20 * batch_size)
+    return lambda perm: run.epoch(perm, batch_size)
+
+
+def make_floor(backend_name, seed, batch_size):
+    """Build, in a contestant's process: the matrix multiplies alone, warmed up; returns epoch(perm)."""
+    floor = MatmulFloor(backend_name, batch_size, seed=seed)
+    floor.epoch(20 * batch_size)
+    return lambda perm: floor.epoch(perm.shape[0])
+
+
+# ---------------------------------------------------------------------------
+# Taking turns, each contestant in a process of its own
+# ---------------------------------------------------------------------------
+
+
+def _serve(make, conn):
+    """A contestant's process: build it, then time one epoch per batch order received.
+
+    Answers (seconds, minor page faults) per epoch; None ends it.
+    """
+    epoch = make()
+    conn.send("ready")
+    while (perm := conn.recv()) is not None:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        epoch(perm)
+        conn.send((time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+
+
+class Contestant:
+    """One contestant in a fresh process of its own, started with `spawn`.
+
+    In one shared process the libraries would share the C allocator, and how
+    much freed memory glibc keeps for reuse depends on the largest blocks freed
+    so far, by anyone: one library's epochs would make the other's faster or
+    slower (docs/benchmarks.md#fresh-memory-page-faults). `make` is a picklable
+    callable (a module-level function, or a partial of one) that builds the
+    contestant in the child, warms it up and returns epoch(perm).
+    """
+
+    def __init__(self, make):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(make, child), daemon=True)
+        self.process.start()
+        self.conn.recv()  # "ready": built and warmed up, off the clock
+
+    def epoch(self, perm):
+        """One timed epoch in the child: (seconds, minor page faults)."""
+        self.conn.send(perm)
+        return self.conn.recv()
+
+    def close(self):
+        if self.process.is_alive():
+            self.conn.send(None)
+        self.process.join()
+
+
+def take_turns(makers: dict, rounds: int, n: int, seed: int, pause_s: float = PAUSE_S) -> dict:
+    """`rounds` epochs of each contestant, taking turns, the order reversed every other round.
+
+    makers: {name: make}; every contestant gets the same batch order in a
+    round. Returns {name: [(seconds, faults), ...]}, printing each round.
+    """
+    contestants = {name: Contestant(make) for name, make in makers.items()}
+    host_rng = np.random.default_rng(seed)
+    results = {name: [] for name in contestants}
+    try:
+        for r in range(rounds):
+            perm = host_rng.permutation(n)  # one batch order per round, shared by all
+            order = list(contestants.items())
+            if r % 2:
+                order.reverse()
+            for name, contestant in order:
+                # Idle a moment first: BLAS and OpenMP worker threads spin for a while
+                # after their last call, and would otherwise steal a core from the next run.
+                time.sleep(pause_s)
+                results[name].append(contestant.epoch(perm))
+            print(f"round {r + 1}/{rounds}: " + ", ".join(
+                f"{k} {v[-1][0]:.3f} s" for k, v in results.items()), flush=True)
+    finally:
+        for contestant in contestants.values():
+            contestant.close()
+    return results
+
+
+def print_times(results: dict, flops: float, steps: int, width: int = 20):
+    """The table: min and median seconds, GFLOP/s of the median, minor page faults per step."""
+    print(f"{'':{width}s}{'min s':>8s}{'median s':>10s}{'GFLOP/s':>9s}{'faults/step':>13s}")
+    for name, r in results.items():
+        t = [s for s, _ in r]
+        faults = statistics.median(f for _, f in r) / steps
+        med = statistics.median(t)
+        print(f"{name:{width}s}{min(t):8.3f}{med:10.3f}{flops / med / 1e9:9.1f}{faults:13.0f}")
+
+
 # ---------------------------------------------------------------------------
 # Reporting the machine as found (reading settings, never setting them)
 # ---------------------------------------------------------------------------
@@ -367,64 +482,34 @@ def load_data(limit, synthetic):
 def speed(args, torch, device, x):
     n = x.shape[0]
     flops = epoch_flops(CONFIG, n, args.batch_size)
-    tv = TinyVAERun(args.backend, x, seed=args.seed)
-    plain = TinyVAERun(args.backend, x, seed=args.seed, fast=False) if args.plain_adam else None
-    floor = MatmulFloor(args.backend, args.batch_size, seed=args.seed)
-    th = TorchRun(torch, device, x, seed=args.seed) if torch is not None else None
-    host_rng = np.random.default_rng(args.seed)
-
-    # Warm up every code path (BLAS threads, allocator, torch's kernels) off the clock.
-    warm = host_rng.permutation(n)
-    tv.epoch(warm, args.batch_size, limit=20 * args.batch_size)
-    if plain is not None:
-        plain.epoch(warm, args.batch_size, limit=20 * args.batch_size)
-    floor.epoch(min(n, 20 * args.batch_size))
-    if th is not None:
-        th.epoch(warm, args.batch_size, limit=20 * args.batch_size)
-
-    times = {"tinyvae": [], "tinyvae, fast=False": [], "pytorch": [], "matmul floor": []}
-    for r in range(args.rounds):
-        perm = host_rng.permutation(n)  # one batch order per round, shared by all
-        runs = [("tinyvae", lambda: tv.epoch(perm, args.batch_size)),
-                ("matmul floor", lambda: floor.epoch(n))]
-        if plain is not None:
-            runs.insert(1, ("tinyvae, fast=False", lambda: plain.epoch(perm, args.batch_size)))
-        if th is not None:
-            runs.append(("pytorch", lambda: th.epoch(perm, args.batch_size)))
-        if r % 2:
-            runs.reverse()
-        for name, run in runs:
-            # Idle a moment first: BLAS and OpenMP worker threads spin for a while
-            # after their last call, and would otherwise steal a core from the next run.
-            time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{k} {v[-1]:.3f} s" for k, v in times.items() if v), flush=True)
+    common = (args.backend, args.limit, args.synthetic, args.seed, args.batch_size)
+    makers = {"tinyvae": partial(make_tinyvae, *common)}
+    if args.plain_adam:
+        makers["tinyvae, fast=False"] = partial(make_tinyvae, *common, fast=False)
+    makers["matmul floor"] = partial(make_floor, args.backend, args.seed, args.batch_size)
+    if torch is not None:
+        makers["pytorch"] = partial(make_pytorch, *common)
+    results = take_turns(makers, args.rounds, n, args.seed)
+    times = {name: [s for s, _ in r] for name, r in results.items()}
 
     print()
     print(f"{n} images/epoch, batch {args.batch_size}, {args.rounds} rounds, "
           f"{flops / 1e9:.1f} GFLOP of matrix multiplies per epoch (forward + backward, "
           f"no dx for the first layer)")
-    print(f"{'':20s}{'min s':>8s}{'median s':>10s}{'GFLOP/s':>9s}")
-    for name, t in times.items():
-        if t:
-            med = statistics.median(t)
-            print(f"{name:20s}{min(t):8.3f}{med:10.3f}{flops / med / 1e9:9.1f}")
+    print_times(results, flops, len(batch_sizes(n, args.batch_size)))
     tv_med = statistics.median(times["tinyvae"])
     fl_med = statistics.median(times["matmul floor"])
     print(f"floor / tinyvae (matmul efficiency, median): {fl_med / tv_med:.2f}   (target >= 0.75)")
-    if times["pytorch"]:
+    if "pytorch" in times:
         th_med = statistics.median(times["pytorch"])
         print(f"tinyvae / pytorch (median):                  {tv_med / th_med:.2f}   (target <= 0.70)")
         print(f"tinyvae / pytorch (min):                     "
               f"{min(times['tinyvae']) / min(times['pytorch']):.2f}")
-    if times["tinyvae, fast=False"]:
+    if "tinyvae, fast=False" in times:
         pl_med = statistics.median(times["tinyvae, fast=False"])
         print(f"tinyvae / tinyvae fast=False (median):       {tv_med / pl_med:.2f}")
         print(f"floor / tinyvae fast=False (median):         {fl_med / pl_med:.2f}")
-        if times["pytorch"]:
+        if "pytorch" in times:
             print(f"tinyvae fast=False / pytorch (median):       {pl_med / th_med:.2f}")
 
 

@@ -1,0 +1,62 @@
+"""The benchmarks' turn-taking: each contestant in a process of its own, page faults counted there.
+
+The benchmarks compare libraries that share nothing only if they run apart:
+in one process the C allocator's state would pass from one to the other
+(docs/benchmarks.md#fresh-memory-page-faults). These tests run the machinery
+with toy contestants; nothing here is timed.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from epoch_vs_pytorch import take_turns  # noqa: E402
+
+
+def make_pid_writer(path):
+    """A toy contestant whose epoch appends its process id and the batch order's first index to `path`."""
+    def epoch(perm):
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {int(perm[0])}\n")
+    return epoch
+
+
+def make_fresh_memory_user(megabytes):
+    """A toy contestant whose epoch maps `megabytes` of new memory and writes a byte to each 4 KiB page."""
+    def epoch(perm):
+        with mmap.mmap(-1, megabytes * 2**20) as region:
+            for offset in range(0, len(region), 4096):
+                region[offset] = 1  # the first write to each fresh page faults
+    return epoch
+
+
+def test_each_contestant_runs_in_a_process_of_its_own_and_sees_each_rounds_batch_order(tmp_path):
+    files = {name: tmp_path / f"{name}.txt" for name in ("a", "b")}
+    results = take_turns({name: partial(make_pid_writer, str(f)) for name, f in files.items()},
+                         rounds=3, n=1000, seed=0, pause_s=0.0)
+    assert {name: len(r) for name, r in results.items()} == {"a": 3, "b": 3}
+    lines = {name: [line.split() for line in f.read_text().splitlines()] for name, f in files.items()}
+    pids = {name: {pid for pid, _ in rows} for name, rows in lines.items()}
+    assert all(len(p) == 1 for p in pids.values())                       # one process each, for every round
+    assert pids["a"] != pids["b"] and str(os.getpid()) not in pids["a"] | pids["b"]
+    firsts = {name: [first for _, first in rows] for name, rows in lines.items()}
+    assert firsts["a"] == firsts["b"]                                    # the same batch order per round
+    assert len(set(firsts["a"])) > 1                                     # and a new one each round
+
+
+def test_page_faults_are_counted_in_the_contestants_process():
+    results = take_turns({"fresh": partial(make_fresh_memory_user, 64),
+                          "none": partial(make_pid_writer, os.devnull)},
+                         rounds=2, n=10, seed=0, pause_s=0.0)
+    fresh = [faults for _, faults in results["fresh"]]
+    none = [faults for _, faults in results["none"]]
+    # Each epoch maps 64 MiB afresh: 16,384 faults of 4 KiB pages, or 32 where
+    # the kernel hands out 2 MiB pages instead.
+    assert min(fresh) >= 32, fresh
+    assert max(none) < min(fresh), (none, fresh)
+    assert all(seconds >= 0 for r in results.values() for seconds, _ in r)
