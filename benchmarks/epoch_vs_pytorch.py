@@ -336,12 +336,18 @@ class Contestant:
     contestant in the child, warms it up and returns epoch(perm).
     """
 
-    def __init__(self, make):
+    def __init__(self, name, make):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(make, child), daemon=True)
         self.process.start()
-        self.conn.recv()  # "ready": built and warmed up, off the clock
+        child.close()  # the child's end lives in the child now: its exit closes the pipe
+        try:
+            self.conn.recv()  # "ready": built and warmed up, off the clock
+        except EOFError:
+            self.process.join()
+            raise RuntimeError(f"{name}: its process ended (exit code {self.process.exitcode}) "
+                               "before it was ready; its error is printed above") from None
 
     def epoch(self, perm):
         """One timed epoch in the child: (seconds, minor page faults)."""
@@ -360,7 +366,9 @@ def take_turns(makers: dict, rounds: int, n: int, seed: int, pause_s: float = PA
     makers: {name: make}; every contestant gets the same batch order in a
     round. Returns {name: [(seconds, faults), ...]}, printing each round.
     """
-    contestants = {name: Contestant(make) for name, make in makers.items()}
+    contestants = {}
+    for name, make in makers.items():
+        contestants[name] = Contestant(name, make)
     host_rng = np.random.default_rng(seed)
     results = {name: [] for name in contestants}
     try:

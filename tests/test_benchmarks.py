@@ -13,6 +13,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from epoch_vs_pytorch import take_turns  # noqa: E402
@@ -60,3 +62,13 @@ def test_page_faults_are_counted_in_the_contestants_process():
     assert min(fresh) >= 32, fresh
     assert max(none) < min(fresh), (none, fresh)
     assert all(seconds >= 0 for r in results.values() for seconds, _ in r)
+
+
+def make_broken():
+    """A toy contestant that fails while it is being built."""
+    raise ValueError("no such library")
+
+
+def test_a_contestant_that_fails_to_start_is_named_in_one_line():
+    with pytest.raises(RuntimeError, match=r"^broken: its process ended \(exit code 1\) before it was ready"):
+        take_turns({"broken": make_broken}, rounds=1, n=10, seed=0, pause_s=0.0)
