@@ -90,8 +90,11 @@ def no_training(monkeypatch):
 # ---- the driver: the demo as its own process, on the tiny MNIST -------------------
 
 DRIVER = textwrap.dedent("""\
-    import sys, time
+    import signal, sys, time
     import numpy as np
+    # Ctrl-C raises KeyboardInterrupt, as in any Python started from a terminal; a
+    # test run started in the background (`&`, nohup) would pass on SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path[:0] = [{demos!r}, {root!r}]
     import common
     from tinyvae.data import MNIST
