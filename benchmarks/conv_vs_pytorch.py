@@ -11,13 +11,14 @@ loss; the run checks that first and prints the difference.
 
 Three columns, one epoch at a time, taking turns on the same batch order, each
 in a fresh process of its own (so that they share no allocator state; each
-epoch's minor page faults are counted too): tinyvae, PyTorch, and the floor: the same matrix multiplies alone (the im2col
-GEMMs of every conv and transposed conv, and the dense layers), what an epoch
-would cost if everything else were free. Peak memory: each library trains
---memory-steps steps in a fresh subprocess while a thread samples its
-resident memory every millisecond; the peak's growth over the memory just
-before training is reported (the library is imported and set up, the data
-and the model are there), and both absolute figures are printed.
+epoch's minor page faults are counted too): tinyvae, PyTorch, and the floor:
+the same matrix multiplies alone (the im2col GEMMs of every conv and
+transposed conv, and the dense layers), what an epoch would cost if everything
+else were free. Peak memory: each library trains --memory-steps steps in a
+fresh subprocess while a thread samples its resident memory every millisecond;
+the peak's growth over the memory just before training is reported (the
+library is imported and set up, the data and the model are there), and both
+absolute figures are printed.
 
     python benchmarks/conv_vs_pytorch.py                  # timing and memory
     python benchmarks/conv_vs_pytorch.py --limit 12800    # a 100-step "epoch", quicker
@@ -50,6 +51,7 @@ from epoch_vs_pytorch import (  # noqa: E402
     machine_report,
     print_times,
     take_turns,
+    warmed_up,
 )
 
 from tinyvae import conv, nets  # noqa: E402
@@ -338,18 +340,14 @@ def make_tinyvae(limit, synthetic, seed, batch_size, pass_entries):
     """Build, in a contestant's process: tinyvae's conv VAE, warmed up; returns epoch(perm)."""
     conv.COLUMN_ENTRIES_PER_PASS = int(pass_entries)  # a fresh process: the flag's value, set again
     x, _ = load_data(limit, synthetic)
-    run = TinyVAERun(x, seed)
-    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=5 * batch_size)
-    return lambda perm: run.epoch(perm, batch_size)
+    return warmed_up(TinyVAERun(x, seed), x.shape[0], seed, batch_size, 5)
 
 
 def make_pytorch(limit, synthetic, seed, batch_size):
     """Build, in a contestant's process: the PyTorch conv VAE, warmed up; returns epoch(perm)."""
     torch, _ = import_torch("numpy")
     x, _ = load_data(limit, synthetic)
-    run = TorchRun(torch, x, seed)
-    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=5 * batch_size)
-    return lambda perm: run.epoch(perm, batch_size)
+    return warmed_up(TorchRun(torch, x, seed), x.shape[0], seed, batch_size, 5)
 
 
 def make_floor(batch_size):

@@ -282,21 +282,24 @@ class MatmulFloor:
         self.be.synchronize()
 
 
+def warmed_up(run, n_images, seed, batch_size, warm_batches):
+    """Train `run` for `warm_batches` batches off the clock (BLAS threads, allocator, kernels);
+    returns the epoch(perm) that take_turns times."""
+    run.epoch(np.random.default_rng(seed).permutation(n_images), batch_size, limit=warm_batches * batch_size)
+    return lambda perm: run.epoch(perm, batch_size)
+
+
 def make_tinyvae(backend_name, limit, synthetic, seed, batch_size, fast=True):
     """Build, in a contestant's process: tinyvae on the data, warmed up; returns epoch(perm)."""
     x, _ = load_data(limit, synthetic)
-    run = TinyVAERun(backend_name, x, seed=seed, fast=fast)
-    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=20 * batch_size)
-    return lambda perm: run.epoch(perm, batch_size)
+    return warmed_up(TinyVAERun(backend_name, x, seed=seed, fast=fast), x.shape[0], seed, batch_size, 20)
 
 
 def make_pytorch(backend_name, limit, synthetic, seed, batch_size):
     """Build, in a contestant's process: the PyTorch model, warmed up; returns epoch(perm)."""
     torch, device = import_torch(backend_name)
     x, _ = load_data(limit, synthetic)
-    run = TorchRun(torch, device, x, seed=seed)
-    run.epoch(np.random.default_rng(seed).permutation(x.shape[0]), batch_size, limit=20 * batch_size)
-    return lambda perm: run.epoch(perm, batch_size)
+    return warmed_up(TorchRun(torch, device, x, seed=seed), x.shape[0], seed, batch_size, 20)
 
 
 def make_floor(backend_name, seed, batch_size):
@@ -366,12 +369,12 @@ def take_turns(makers: dict, rounds: int, n: int, seed: int, pause_s: float = PA
     makers: {name: make}; every contestant gets the same batch order in a
     round. Returns {name: [(seconds, faults), ...]}, printing each round.
     """
-    contestants = {}
-    for name, make in makers.items():
-        contestants[name] = Contestant(name, make)
+    contestants = {}  # those started so far: all are closed at the end, whatever happens
     host_rng = np.random.default_rng(seed)
-    results = {name: [] for name in contestants}
+    results = {name: [] for name in makers}
     try:
+        for name, make in makers.items():
+            contestants[name] = Contestant(name, make)
         for r in range(rounds):
             perm = host_rng.permutation(n)  # one batch order per round, shared by all
             order = list(contestants.items())
