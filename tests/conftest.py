@@ -1,5 +1,9 @@
-"""Shared test set-up: the backends every numerical test runs on, and hypothesis profiles."""
+"""Shared test set-up: the backends every numerical test runs on, hypothesis profiles,
+and importing a demo or benchmark script by path."""
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +42,22 @@ BACKENDS = [
     pytest.param("cupy", marks=[pytest.mark.gpu, pytest.mark.skipif(
         _CUPY_MISSING is not None, reason=f"no CuPy/GPU: {_CUPY_MISSING}")]),
 ]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path):
+    """Import a script (demos/*.py, benchmarks/*.py) by path, as `python <path>` runs it:
+    its folder first on sys.path, so that it finds its neighbours (`common`). A fresh
+    module object on every call."""
+    path = Path(path)
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make(name, dtype="float64", seed=0):

@@ -4,28 +4,20 @@ PyTorch is not a dependency; where it is installed this is an independent
 check of the whole hand-written chain (Keras padding and layouts included),
 using the benchmark's PyTorch model of the same function.
 """
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import load_script
 
 torch = pytest.importorskip("torch")
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "conv_vs_pytorch.py"
 
 
-def load_benchmark():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("conv_vs_pytorch", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_conv_vae_gradients_match_pytorch_autograd():
-    bench = load_benchmark()
+    bench = load_script(BENCH)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (16, 784)).astype(np.float32)
     eps = rng.standard_normal((16, 2)).astype(np.float32)

@@ -1,7 +1,6 @@
 """The anomaly demo, demos/mnist_anomaly.py, on a small synthetic MNIST: a run, a re-score
 with --from, the ten-digit table, and one-line errors; and one short smoke run on real MNIST
 (the last test, seconds)."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,21 +11,13 @@ import pytest
 from tinyvae.data import MNIST
 from tinyvae.metrics import auroc
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist_anomaly.py"
 
 
-def load_demo():
-    """Import the script by path, as `python demos/mnist_anomaly.py` would find its `common`."""
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("demo_mnist_anomaly", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = load_demo()
+demo = load_script(SCRIPT)
 common = sys.modules["common"]
 
 SMALL = ["--hidden", "32", "--latent-dim", "2", "--epochs", "2", "--batch-size", "20", "--lr", "1e-2",

@@ -5,7 +5,6 @@ Most tests call main(argv) in-process on a small synthetic MNIST; the ones
 about how the script starts (--help, --backend cupy) and the real-data run use
 a subprocess, as a user would.
 """
-import importlib.util
 import json
 import os
 import math
@@ -20,22 +19,14 @@ from tinyvae.backend import get_backend
 from tinyvae.data import MNIST
 from tinyvae.errors import BackendError
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist.py"
 PICTURES = ("reconstructions.png", "samples.png", "loss_curves.png", "latent_scatter.png")
 
 
-def load_demo(script=SCRIPT):
-    """Import a demo script by path, as `python demos/x.py` would find its `common`."""
-    if str(script.parent) not in sys.path:
-        sys.path.insert(0, str(script.parent))
-    spec = importlib.util.spec_from_file_location(f"demo_{script.stem}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = load_demo()
+demo = load_script(SCRIPT)
 common = sys.modules["common"]
 
 
@@ -116,7 +107,7 @@ COMMON_FLAGS = ("--backend", "--epochs", "--batch-size", "--lr", "--seed", "--ou
 @pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])
 def test_every_demo_has_the_common_flags(script, capsys):
     with pytest.raises(SystemExit) as e:
-        load_demo(script).main(["--help"])
+        load_script(script).main(["--help"])
     assert e.value.code == 0
     usage = capsys.readouterr().out
     for flag in COMMON_FLAGS:
@@ -127,7 +118,7 @@ def test_every_demo_has_the_common_flags(script, capsys):
 def test_every_demo_takes_its_flags_and_its_ending_from_common(script):
     """So each gets the checked flag types, no abbreviations, --resume xor --overwrite and the
     one-line endings that demos/mnist.py is tested for here."""
-    module = load_demo(script)
+    module = load_script(script)
     parser = module.build_parser()
     assert isinstance(parser, common.OneLineParser) and parser.allow_abbrev is False
     types = {a.option_strings[0]: a.type for a in parser._actions if a.option_strings}

@@ -1,7 +1,6 @@
 """The M2 demo, demos/mnist_m2.py, on a small synthetic MNIST: a run, its record of the labelled
 set, resume, the pictures, and one-line errors. Seconds; the real-MNIST run is marked slow."""
 import hashlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,21 +10,13 @@ import pytest
 
 from tinyvae.data import MNIST
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist_m2.py"
 
 
-def load_demo():
-    """Import the script by path, as `python demos/mnist_m2.py` would find its `common`."""
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("demo_mnist_m2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = load_demo()
+demo = load_script(SCRIPT)
 common = sys.modules["common"]
 
 SMALL = ["--hidden", "16", "--latent-dim", "3", "--batch-size", "40", "--labels", "20"]

@@ -3,7 +3,6 @@
 units). Smoke runs on a small fake MNIST, seconds each; the numbers they write are checked against
 their definitions. One test trains a small CVAE on real MNIST and reads its digit grid back with a
 nearest-class-mean classifier."""
-import importlib.util
 import json
 import math
 import sys
@@ -18,21 +17,13 @@ from tinyvae.checkpoint import load_checkpoint
 from tinyvae.data import MNIST, load_mnist, to_unit_interval
 from tinyvae.metrics import active_units
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_demo(name):
-    """Import demos/<name>.py by path, as `python demos/<name>.py` would find its `common`."""
-    script = ROOT / "demos" / f"{name}.py"
-    if str(script.parent) not in sys.path:
-        sys.path.insert(0, str(script.parent))
-    spec = importlib.util.spec_from_file_location(f"demo_{name}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-family, cvae_demo, beta_demo = load_demo("mnist_ae"), load_demo("mnist_cvae"), load_demo("mnist_beta")
+family, cvae_demo, beta_demo = (load_script(ROOT / "demos" / f"{name}.py")
+                                for name in ("mnist_ae", "mnist_cvae", "mnist_beta"))
 common = sys.modules["common"]
 
 

@@ -8,7 +8,6 @@ monkeypatch is enough, and as a subprocess (a small driver script) where the fau
 needs a process of its own: a resource limit, a signal, a dropped privilege.
 """
 import ctypes
-import importlib.util
 import json
 import os
 import resource
@@ -26,21 +25,14 @@ from tinyvae import checkpoint, data, train
 from tinyvae.backend import get_backend
 from tinyvae.data import MNIST
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist.py"
 SMALL = ["--hidden", "16", "--batch-size", "50", "--iw-k", "3", "--iw-images", "20"]
 
 
-def load_demo():
-    if str(SCRIPT.parent) not in sys.path:
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("demo_mnist_faults", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = load_demo()
+demo = load_script(SCRIPT)
 common = sys.modules["common"]
 
 
