@@ -1,5 +1,5 @@
 """Shared test set-up: the backends every numerical test runs on, hypothesis profiles,
-and importing a demo or benchmark script by path."""
+importing a demo or benchmark script by path, and reading a one-line error."""
 import importlib.util
 import os
 import sys
@@ -58,6 +58,13 @@ def load_script(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def one_line(text):
+    """The text's one line (an error a user reads); fails naming the lines when there are more."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines!r}"
+    return lines[0]
 
 
 def make(name, dtype="float64", seed=0):

@@ -11,7 +11,7 @@ import pytest
 from tinyvae.data import MNIST
 from tinyvae.metrics import auroc
 
-from conftest import load_script
+from conftest import load_script, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist_anomaly.py"
@@ -48,12 +48,6 @@ def fake_mnist(monkeypatch):
     d = MNIST(x_train, y_train, x_test, y_test)
     monkeypatch.setattr(common, "load_mnist", lambda data_dir=None, **kw: d)
     return d
-
-
-def one_line(text):
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    return lines[0]
 
 
 def test_one_digit_writes_metrics_and_pictures_and_finds_the_anomaly(tmp_path, fake_mnist, capsys):

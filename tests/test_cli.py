@@ -19,7 +19,7 @@ from tinyvae.backend import get_backend
 from tinyvae.data import MNIST
 from tinyvae.errors import BackendError
 
-from conftest import load_script
+from conftest import load_script, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist.py"
@@ -34,12 +34,6 @@ def cli(*args, timeout=120):
     """Run the script as a user would, from the repository root."""
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def one_line(text):
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    return lines[0]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tinyvae.checkpoint import load_checkpoint
 from tinyvae.data import MNIST, load_mnist, to_unit_interval
 from tinyvae.metrics import active_units
 
-from conftest import load_script
+from conftest import load_script, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,12 +48,6 @@ def fake_mnist(monkeypatch):
 
 
 SMALL = ["--hidden", "16", "--epochs", "2", "--batch-size", "50", "--lr", "3e-3"]
-
-
-def one_line(text):
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    return lines[0]
 
 
 def metrics_of(out):

@@ -25,7 +25,7 @@ from tinyvae import checkpoint, data, train
 from tinyvae.backend import get_backend
 from tinyvae.data import MNIST
 
-from conftest import load_script
+from conftest import load_script, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist.py"
@@ -48,12 +48,6 @@ def tiny_mnist(monkeypatch):
     d = tiny_mnist_data()
     monkeypatch.setattr(common, "load_mnist", lambda data_dir=None, **kw: d)
     return d
-
-
-def one_line(text):
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got {lines!r}"
-    return lines[0]
 
 
 def temp_files(folder):
