@@ -51,6 +51,7 @@ from epoch_vs_pytorch import (  # noqa: E402
     machine_report,
     print_times,
     take_turns,
+    TorchTraining,
     warmed_up,
 )
 
@@ -164,7 +165,7 @@ class TinyVAERun:
         return total / x_test.shape[0]
 
 
-class TorchRun:
+class TorchRun(TorchTraining):
     """The same conv VAE in idiomatic PyTorch eager code (NCHW inside), Keras padding and HWC flatten."""
 
     def __init__(self, torch, x_host, seed=0, init_from=None):
@@ -215,6 +216,7 @@ class TorchRun:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.x = torch.from_numpy(x_host)
         self.gen = torch.Generator().manual_seed(seed)
+        self.device, self.latent = torch.device("cpu"), LATENT
 
     def load(self, p):
         """tinyvae's arrays into PyTorch's layouts: conv (k,k,C,F) -> (F,C,k,k); convT (k,k,Co,Ci) -> (Ci,Co,k,k)."""
@@ -227,37 +229,6 @@ class TorchRun:
                 layer = getattr(self.model, name)
                 layer.weight.copy_(t.from_numpy(np.ascontiguousarray(p[f"{key}.W"].transpose(perm))))
                 layer.bias.copy_(t.from_numpy(np.ascontiguousarray(p[f"{key}.b"])))
-
-    def neg_elbo(self, x, eps):
-        logits, mu, logvar = self.model(x, eps)
-        recon = self.F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-        return recon + kl
-
-    def epoch(self, perm, batch_size, limit=None):
-        torch = self.torch
-        idx = torch.from_numpy(perm)
-        n_total = perm.shape[0] if limit is None else min(limit, perm.shape[0])
-        total = torch.zeros(())
-        for start in range(0, n_total, batch_size):
-            x = self.x[idx[start:min(start + batch_size, n_total)]]
-            eps = torch.randn(x.shape[0], LATENT, generator=self.gen)
-            loss = self.neg_elbo(x, eps).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            total += loss.detach() * x.shape[0]
-        return float(total) / n_total
-
-    def test_neg_elbo(self, x_test, batch_size=1000):
-        torch = self.torch
-        gen = torch.Generator().manual_seed(10_000)
-        total = 0.0
-        with torch.no_grad():
-            for start in range(0, x_test.shape[0], batch_size):
-                x = torch.from_numpy(x_test[start:start + batch_size])
-                total += float(self.neg_elbo(x, torch.randn(x.shape[0], LATENT, generator=gen)).sum())
-        return total / x_test.shape[0]
 
 
 def same_function_check(torch, x):

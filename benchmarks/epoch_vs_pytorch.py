@@ -142,7 +142,51 @@ class TinyVAERun:
         return total / x_test_host.shape[0]
 
 
-class TorchRun:
+class TorchTraining:
+    """What the PyTorch contestants share: the per-image -ELBO, an epoch of Adam steps in
+    a given batch order, and the test -ELBO, in idiomatic eager code.
+
+    A subclass builds self.model (x, eps -> logits, mu, logvar), self.opt, self.x (the
+    training images on self.device), self.gen (the noise's generator) and self.latent.
+    """
+
+    def neg_elbo(self, x, eps):
+        """recon + kl per image (N,), nats."""
+        logits, mu, logvar = self.model(x, eps)
+        recon = self.F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+        return recon + kl
+
+    def epoch(self, perm, batch_size, limit=None):
+        torch = self.torch
+        self.model.train()
+        idx = torch.from_numpy(perm).to(self.device)
+        n_total = perm.shape[0] if limit is None else min(limit, perm.shape[0])
+        total = torch.zeros((), device=self.device)
+        for start in range(0, n_total, batch_size):
+            x = self.x[idx[start:min(start + batch_size, n_total)]]
+            eps = torch.randn(x.shape[0], self.latent, device=self.device, generator=self.gen)
+            loss = self.neg_elbo(x, eps).mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += loss.detach() * x.shape[0]
+        return float(total) / n_total  # the one host synchronisation of the epoch
+
+    def test_neg_elbo(self, x_test_host, batch_size=1000):
+        torch = self.torch
+        self.model.eval()
+        gen = torch.Generator(device=self.device).manual_seed(10_000)
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, x_test_host.shape[0], batch_size):
+                x = torch.from_numpy(x_test_host[start:start + batch_size]).to(self.device)
+                eps = torch.randn(x.shape[0], self.latent, device=self.device, generator=gen)
+                total += float(self.neg_elbo(x, eps).sum())
+        return total / x_test_host.shape[0]
+
+
+class TorchRun(TorchTraining):
     """The PyTorch example VAE, idiomatic eager code, on the same data and batch order.
 
     Differences from the example, both to match tinyvae's objective: the
@@ -187,6 +231,7 @@ class TorchRun:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.x = torch.from_numpy(x_host).to(self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self.latent = L
 
     def load_tinyvae_params(self, params):
         """Copy tinyvae parameters (NumPy arrays) into the nn.Linear layers."""
@@ -204,42 +249,6 @@ class TorchRun:
                 layer = getattr(self.model, name)
                 layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
                 layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
-
-    def neg_elbo(self, x, eps):
-        """recon + kl per image (N,), nats."""
-        logits, mu, logvar = self.model(x, eps)
-        recon = self.F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-        return recon + kl
-
-    def epoch(self, perm, batch_size, limit=None):
-        torch = self.torch
-        self.model.train()
-        idx = torch.from_numpy(perm).to(self.device)
-        n_total = perm.shape[0] if limit is None else min(limit, perm.shape[0])
-        L = CONFIG.latent_dim
-        total = torch.zeros((), device=self.device)
-        for start in range(0, n_total, batch_size):
-            x = self.x[idx[start:min(start + batch_size, n_total)]]
-            eps = torch.randn(x.shape[0], L, device=self.device, generator=self.gen)
-            loss = self.neg_elbo(x, eps).mean()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            total += loss.detach() * x.shape[0]
-        return float(total) / n_total  # the one host synchronisation of the epoch
-
-    def test_neg_elbo(self, x_test_host, batch_size=1000):
-        torch = self.torch
-        self.model.eval()
-        gen = torch.Generator(device=self.device).manual_seed(10_000)
-        total = 0.0
-        with torch.no_grad():
-            for start in range(0, x_test_host.shape[0], batch_size):
-                x = torch.from_numpy(x_test_host[start:start + batch_size]).to(self.device)
-                eps = torch.randn(x.shape[0], CONFIG.latent_dim, device=self.device, generator=gen)
-                total += float(self.neg_elbo(x, eps).sum())
-        return total / x_test_host.shape[0]
 
 
 class MatmulFloor:
