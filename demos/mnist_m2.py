@@ -76,6 +76,10 @@ def build_parser():
                    help="weight of the labelled cross-entropy, per labelled image (the losses are "
                         "means); default the paper's 0.1 N rescaled to means, 0.1 N / N_unlabelled "
                         "(about 0.1), see docs/semi_supervised.md#alpha")
+    p.add_argument("--balance", type=nonnegative_float, default=0.0, metavar="B",
+                   help="weight of KL(mean q(y | x) over a step's unlabelled images || uniform), which "
+                        "asks the classifier to use every digit equally often; 0 (default) is the "
+                        "paper's M2, see docs/semi_supervised.md#class-balance")
     p.add_argument("--latent-dim", type=int_at_least(1), default=50, metavar="L", help="default %(default)s")
     p.add_argument("--hidden", type=int_at_least(1), default=500, metavar="H",
                    help="units in the one hidden layer of each network; default %(default)s")
@@ -92,7 +96,8 @@ def configs_from_args(args, n_labelled: int, n_unlabelled: int):
     alpha = default_alpha(n_labelled, n_unlabelled) if args.alpha is None else args.alpha
     h = (args.hidden,)
     config = M2Config(input_dim=784, enc_hidden=h, dec_hidden=h, cls_hidden=h, latent_dim=args.latent_dim,
-                      activation="softplus", likelihood="bernoulli", n_classes=K, alpha=alpha)
+                      activation="softplus", likelihood="bernoulli", n_classes=K, alpha=alpha,
+                      balance=args.balance)
     tconfig = TrainConfig(**train_config_kwargs(args), iw_k=0)      # continuous pixels in [0, 1]
     return config, tconfig
 
@@ -161,9 +166,9 @@ def write_pictures(params, config, backend, counts, epochs, out: Path, labels: i
 
 
 def print_epoch(record: dict):
-    """One line per epoch: train loss and cross-entropy, test error and -ELBO, seconds."""
+    """One line per epoch: train loss, cross-entropy and class KL, test error and -ELBO, seconds."""
     tqdm.write(f"epoch {record['epoch']:3d}  train loss {record['train_loss']:8.2f} "
-               f"(labelled CE {record['train_ce']:.3f})  test error {100 * record['test_error']:6.2f}%  "
+               f"(labelled CE {record['train_ce']:.3f}, class KL {record['train_class_kl']:.3f})  test error {100 * record['test_error']:6.2f}%  "
                f"test -ELBO {record['test_neg_elbo']:7.2f} nats/image  {record['seconds']:6.1f} s "
                f"(+{record['eval_seconds']:.1f} s test)")
 
@@ -178,7 +183,7 @@ def run(args) -> int:
     record = labelled_record(chosen, y_train, args.seed)
     print(f"M2 on MNIST: {len(chosen)} labelled ({record['per_class'][0]} per digit, seed {args.seed}, "
           f"sha256 {record['indices_sha256'][:12]}) + {len(rest)} unlabelled / {len(x_test)} test images, "
-          f"784-{args.hidden}-{config.latent_dim}, alpha {config.alpha:g}"
+          f"784-{args.hidden}-{config.latent_dim}, alpha {config.alpha:g}, balance {config.balance:g}"
           f", backend {backend.name}, out {args.out}", flush=True)
     result = fit(x_train[rest], x_test, config, tconfig, backend, args.out, y_test=y_test,
                  labelled=(x_train[chosen], y_train[chosen]), resume=args.resume,

@@ -1,5 +1,6 @@
 """M2: the whole model's gradient against finite differences (eps frozen), its
-forward against a direct computation, and three planted bugs each caught."""
+forward against a direct computation, and planted bugs each caught; with and
+without the class-balance term."""
 import sys
 import types
 from pathlib import Path
@@ -15,6 +16,7 @@ from tinyvae.layers import one_hot
 
 CONFIG = m2.M2Config(input_dim=5, enc_hidden=(4,), dec_hidden=(4,), latent_dim=2, activation="tanh",
                      n_classes=3, cls_hidden=(4,), alpha=0.7)
+BALANCED = m2.M2Config(**{**CONFIG.to_dict(), "balance": 0.9})
 NL, NU = 2, 3
 
 
@@ -57,26 +59,44 @@ def direct_loss(be, params, x_l, y_l, x_u, eps, config, beta):
             r, q = vae.neg_elbo_terms(params, xu, be.asarray(e[NL + u * K + k][None, :]), config, yk)
             pi = np.exp(log_pi[NL + u, k])
             U[u] += pi * (float(r[0]) + beta * float(q[0])) + pi * log_pi[NL + u, k]   # E_q[L] - H
-    return labelled + U.mean() + config.alpha * ce
+    pibar = np.exp(log_pi[NL:]).mean(axis=0)                                      # (K,)
+    class_kl = np.sum(pibar * np.log(pibar * K))                                 # KL(pibar || 1/K)
+    return labelled + U.mean() + config.alpha * ce + config.balance * class_kl
 
 
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("beta", [1.0, 0.5])
-def test_m2_gradient_matches_finite_differences(name, beta):
+@pytest.mark.parametrize("config", [CONFIG, BALANCED], ids=["m2", "balanced"])
+def test_m2_gradient_matches_finite_differences(name, beta, config):
     be = make(name)
-    params = random_params(be, CONFIG)
-    x_l, y_l, x_u, eps = semi_batch(be, CONFIG)
-    errors = check_model_gradients(frozen_m2_loss(m2, x_l, y_l, x_u, eps, CONFIG, beta), params)
+    params = random_params(be, config)
+    x_l, y_l, x_u, eps = semi_batch(be, config)
+    errors = check_model_gradients(frozen_m2_loss(m2, x_l, y_l, x_u, eps, config, beta), params)
     assert set(errors) == set(params) and max_error(errors) < 1e-6, errors
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_m2_loss_matches_its_definition(name):
+@pytest.mark.parametrize("config", [CONFIG, BALANCED], ids=["m2", "balanced"])
+def test_m2_loss_matches_its_definition(name, config):
     be = make(name)
-    params = random_params(be, CONFIG, seed=1)
-    x_l, y_l, x_u, eps = semi_batch(be, CONFIG, seed=1)
-    parts, _ = m2.loss_and_grads(params, x_l, y_l, x_u, eps, CONFIG, beta=0.5)
-    assert abs(float(parts.loss) - direct_loss(be, params, x_l, y_l, x_u, eps, CONFIG, 0.5)) < 1e-10
+    params = random_params(be, config, seed=1)
+    x_l, y_l, x_u, eps = semi_batch(be, config, seed=1)
+    parts, _ = m2.loss_and_grads(params, x_l, y_l, x_u, eps, config, beta=0.5)
+    assert abs(float(parts.loss) - direct_loss(be, params, x_l, y_l, x_u, eps, config, 0.5)) < 1e-10
+
+
+def test_class_kl_is_zero_for_an_even_spread_and_positive_otherwise():
+    """KL(pibar || uniform): 0 when the classifier says 1/K for every image, > 0 for a random one."""
+    be = make("numpy")
+    params = random_params(be, BALANCED, seed=6)
+    x_l, y_l, x_u, eps = semi_batch(be, BALANCED, seed=6)
+    parts, _ = m2.loss_and_grads(params, x_l, y_l, x_u, eps, BALANCED)
+    assert float(parts.class_kl) > 1e-3
+    for k in params:
+        if k.startswith("cls."):
+            params[k] = be.xp.zeros_like(params[k])
+    parts, grads = m2.loss_and_grads(params, x_l, y_l, x_u, eps, BALANCED)
+    assert abs(float(parts.class_kl)) < 1e-12
 
 
 def test_labelled_part_is_the_cvae_loss():
@@ -102,36 +122,45 @@ def _mutant(old, new):
     return module
 
 
-@pytest.mark.parametrize("old,new", [
+@pytest.mark.parametrize("old,new,config", [
     # the entropy dropped, forward and backward alike: only the forward pin sees it
     ("unlabelled = xp.mean(xp.sum(pi_u * (L_u + log_pi_u), axis=1))",
-     "unlabelled = xp.mean(xp.sum(pi_u * L_u, axis=1))"),
-    ("dlog_pi_u = pi_u * (L_u + log_pi_u + 1.0) / Nu", "dlog_pi_u = pi_u * L_u / Nu"),
+     "unlabelled = xp.mean(xp.sum(pi_u * L_u, axis=1))", CONFIG),
+    ("dlog_pi_u = pi_u * (L_u + log_pi_u + 1.0) / Nu", "dlog_pi_u = pi_u * L_u / Nu", CONFIG),
     # pi used where log pi belongs
     ("unlabelled = xp.mean(xp.sum(pi_u * (L_u + log_pi_u), axis=1))",
-     "unlabelled = xp.mean(xp.sum(pi_u * (L_u + pi_u), axis=1))"),
+     "unlabelled = xp.mean(xp.sum(pi_u * (L_u + pi_u), axis=1))", CONFIG),
     # the unlabelled rows not weighted by q(y | x)
-    ("xp.reshape(pi_u, (-1,)) / Nu])", "xp.ones((Nu * K,), dtype=x_l.dtype, device=device_of(x_l)) / (Nu * K)])"),
-], ids=["entropy-dropped-forward", "entropy-dropped-backward", "pi-for-log-pi", "rows-unweighted"])
-def test_m2_checks_catch_a_planted_bug(old, new):
+    ("xp.reshape(pi_u, (-1,)) / Nu])", "xp.ones((Nu * K,), dtype=x_l.dtype, device=device_of(x_l)) / (Nu * K)])",
+     CONFIG),
+    # the balance: the mean of log pi where the log of the mean pi belongs
+    ("log_pibar = top + xp.log(xp.mean(xp.exp(log_pi_u - top), axis=0))",
+     "log_pibar = xp.mean(log_pi_u, axis=0)", BALANCED),
+    # the balance's backward without the chain through pi = e^{log pi}
+    ("config.balance * pi_u * (log_pibar + 1.0) / Nu", "config.balance * (log_pibar + 1.0) / Nu", BALANCED),
+], ids=["entropy-dropped-forward", "entropy-dropped-backward", "pi-for-log-pi", "rows-unweighted",
+        "balance-mean-of-log", "balance-chain-dropped"])
+def test_m2_checks_catch_a_planted_bug(old, new, config):
     be = make("numpy")
-    params = random_params(be, CONFIG, seed=3)
-    x_l, y_l, x_u, eps = semi_batch(be, CONFIG, seed=3)
+    params = random_params(be, config, seed=3)
+    x_l, y_l, x_u, eps = semi_batch(be, config, seed=3)
     bad = _mutant(old, new)
-    grad_error = max_error(check_model_gradients(frozen_m2_loss(bad, x_l, y_l, x_u, eps, CONFIG, 1.0), params))
-    parts, _ = bad.loss_and_grads(params, x_l, y_l, x_u, eps, CONFIG)
-    forward_error = abs(float(parts.loss) - direct_loss(be, params, x_l, y_l, x_u, eps, CONFIG, 1.0))
+    grad_error = max_error(check_model_gradients(frozen_m2_loss(bad, x_l, y_l, x_u, eps, config, 1.0), params))
+    parts, _ = bad.loss_and_grads(params, x_l, y_l, x_u, eps, config)
+    forward_error = abs(float(parts.loss) - direct_loss(be, params, x_l, y_l, x_u, eps, config, 1.0))
     assert grad_error > 1e-3 or forward_error > 1e-6, (grad_error, forward_error)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_m2_entropy_is_finite_for_confident_classifiers(name):
-    """pi log pi from log pi: exp(-1e4) * (-1e4) is 0, where log(softmax) would give 0 * -inf = NaN."""
+@pytest.mark.parametrize("config", [CONFIG, BALANCED], ids=["m2", "balanced"])
+def test_m2_entropy_is_finite_for_confident_classifiers(name, config):
+    """pi log pi from log pi: exp(-1e4) * (-1e4) is 0, where log(softmax) would give 0 * -inf = NaN;
+    and the balance's log pibar from log-sum-exp, finite for a class that no image picks."""
     be = make(name)
-    params = random_params(be, CONFIG, seed=4)
+    params = random_params(be, config, seed=4)
     params["cls.1.b"] = be.asarray(np.array([1e4, -1e4, 0.0]))
-    x_l, y_l, x_u, eps = semi_batch(be, CONFIG, seed=4)
-    parts, grads = m2.loss_and_grads(params, x_l, y_l, x_u, eps, CONFIG)
+    x_l, y_l, x_u, eps = semi_batch(be, config, seed=4)
+    parts, grads = m2.loss_and_grads(params, x_l, y_l, x_u, eps, config)
     assert np.isfinite(float(parts.loss))
     assert all(np.all(np.isfinite(be.to_numpy(g))) for g in grads.values())
 
@@ -144,6 +173,8 @@ def test_m2_misuse_is_one_line():
         m2.loss_and_grads(params, x_l, y_l, x_u, eps[:4], CONFIG)
     with pytest.raises(InputError, match="M2 needs n_classes >= 2"):
         m2.M2Config(n_classes=1)
+    with pytest.raises(InputError, match="balance must be a finite number >= 0"):
+        m2.M2Config(balance=-1.0)
 
 
 def test_unlabelled_neg_elbo_is_the_bound_with_y_latent():

@@ -7,6 +7,7 @@ L(x, y) the conditional negative ELBO, -ELBO(x, y) = recon + KL, per image:
     labelled   (x, y):  L(x, y)
     unlabelled x:       U(x) = sum_y q(y | x) L(x, y) - H(q(y | x))
     loss = mean_l L(x_l, y_l) + mean_u U(x_u) + alpha * mean_l [-log q(y_l | x_l)]
+           (+ balance * KL(mean_u q(y | x_u) || uniform), an option; 0 by default)
 
 (p(y) uniform: its constant log K is left out of L, as it has no gradient.)
 The unlabelled sum runs over every class by stacking rows: each labelled
@@ -36,12 +37,17 @@ class M2Config(VAEConfig):
     cls_hidden with `activation`, ending in Dense(K).
     alpha: weight of the labelled cross-entropy, per labelled image (the paper
     uses 0.1 N for its summed objective; with means, see docs/semi_supervised.md).
+    balance: weight of KL(mean_u q(y | x_u) || uniform), which asks the
+    classifier to use every class as often over a step's unlabelled images as
+    the uniform p(y) says; 0, the default, is the paper's M2
+    (docs/semi_supervised.md#class-balance).
     """
 
     n_classes: int = 10
     cls_hidden: tuple = (500,)
     classifier: tuple | None = None
     alpha: float = 0.1
+    balance: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int) or self.n_classes < 2:
@@ -49,6 +55,9 @@ class M2Config(VAEConfig):
         if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0 and self.alpha == self.alpha):
             raise InputError(f"alpha must be a number >= 0, got {self.alpha!r}")
         object.__setattr__(self, "alpha", float(self.alpha))
+        if not (isinstance(self.balance, (int, float)) and 0 <= self.balance < math.inf):
+            raise InputError(f"balance must be a finite number >= 0, got {self.balance!r}")
+        object.__setattr__(self, "balance", float(self.balance))
         object.__setattr__(self, "cls_hidden", _sizes(self.cls_hidden, "cls_hidden"))
         if self.classifier is not None:
             object.__setattr__(self, "classifier", tuple(layer_from_dict(d) for d in self.classifier))
@@ -67,16 +76,19 @@ class M2Config(VAEConfig):
 
 @dataclass
 class M2Parts:
-    """The loss and its three parts, nats per image (0-d backend arrays).
+    """The loss and its parts, nats per image (0-d backend arrays).
 
-    labelled: mean_l L(x_l, y_l); unlabelled: mean_u U(x_u); ce: mean_l -log q(y_l | x_l).
-    loss = labelled + unlabelled + alpha * ce.
+    labelled: mean_l L(x_l, y_l); unlabelled: mean_u U(x_u); ce: mean_l -log q(y_l | x_l);
+    class_kl: KL(mean_u q(y | x_u) || uniform), how unevenly the step's unlabelled
+    images are spread over the classes (computed whatever the balance weight).
+    loss = labelled + unlabelled + alpha * ce + balance * class_kl.
     """
 
     loss: object
     labelled: object
     unlabelled: object
     ce: object
+    class_kl: object
 
 
 def classify(params, x, config: M2Config):
@@ -102,7 +114,8 @@ def rows(x_l, y_l, x_u, K):
 def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0, check_values=True):
     """M2 on a labelled batch (x_l, y_l) and an unlabelled batch x_u, and every parameter gradient.
 
-    loss = mean_l L(x_l, y_l) + mean_u [sum_y pi_uy (L(x_u, y) + log pi_uy)] + alpha mean_l [-log pi_l,y_l],
+    loss = mean_l L(x_l, y_l) + mean_u [sum_y pi_uy (L(x_u, y) + log pi_uy)] + alpha mean_l [-log pi_l,y_l]
+           + balance sum_y pibar_y (log pibar_y + log K),  pibar = mean_u pi_u,
     pi = q(y | x), L = recon + beta KL. Shapes: x_l (Nl, D), y_l (Nl,) integer
     labels, x_u (Nu, D), eps (Nl + Nu K, L), one row per stacked row (see `rows`).
     Returns (M2Parts, grads). Derivation: docs/gradients.md#m2
@@ -133,8 +146,14 @@ def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0,
     unlabelled = xp.mean(xp.sum(pi_u * (L_u + log_pi_u), axis=1))        # E_q[L] - H(q)
     Y_l = Y[:Nl, :]                                                      # (Nl, K)
     ce = -xp.mean(xp.sum(Y_l * log_pi_l, axis=1))
+    # 3b. the class balance over the unlabelled batch: KL(pibar || uniform), log pibar
+    #     by log-sum-exp over the images, so a class no image picks gives 0 * (finite)
+    top = xp.max(log_pi_u, axis=0)                                       # (K,)
+    log_pibar = top + xp.log(xp.mean(xp.exp(log_pi_u - top), axis=0))    # log mean_u pi_u, (K,)
+    pibar = xp.exp(log_pibar)                                            # (K,)
+    class_kl = xp.sum(pibar * log_pibar) + math.log(K)
     # 4. loss
-    loss = labelled + unlabelled + config.alpha * ce
+    loss = labelled + unlabelled + config.alpha * ce + config.balance * class_kl
 
     # ---------------- backward, bottom to top ----------------
     # undo 4 and 3: each row's weight on its L, and dloss/dlog pi
@@ -143,13 +162,16 @@ def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0,
                    xp.reshape(pi_u, (-1,)) / Nu])                        # (R,)
     #   d[pi (L + log pi)]/dlog pi = pi (L + log pi) + pi, as pi = e^{log pi}
     dlog_pi_u = pi_u * (L_u + log_pi_u + 1.0) / Nu                       # (Nu, K)
+    #   d class_kl / d pibar_y = log pibar_y + 1, and d pibar_y / d log pi_uy = pi_uy / Nu
+    if config.balance:
+        dlog_pi_u = dlog_pi_u + config.balance * pi_u * (log_pibar + 1.0) / Nu
     dlog_pi_l = -config.alpha * Y_l / Nl                                 # (Nl, K)
     # undo 2: every row's chain, recon weighted by w and KL by beta w; fills enc.*, dec.*
     grads = neg_elbo_backward(w, w if beta == 1.0 else beta * w, elbo_cache, config)
     # undo 1: the log-softmax, then the classifier; its input is data; fills cls.*
     dlogits = log_softmax_backward(xp.concat([dlog_pi_l, dlog_pi_u], axis=0), sm_cache)
     net_backward(dlogits, cls_caches, "cls", config.classifier_layers, grads, need_dx=False)
-    return M2Parts(loss, labelled, unlabelled, ce), grads
+    return M2Parts(loss, labelled, unlabelled, ce, class_kl), grads
 
 
 # ---------------------------------------------------------------------------
@@ -166,7 +188,7 @@ def train_step(params, batch, backend, config: M2Config, beta=1.0):
     batch: {'x': (Nu, D) unlabelled, 'x_labelled': (n, D), 'y_labelled': (n,)} with
     the whole labelled set, from which min(LABELLED_BATCH, n) images are drawn
     (so a small labelled set is cycled, as in the paper). eps is drawn here too.
-    Returns ({'loss', 'labelled', 'unlabelled', 'ce'}, grads).
+    Returns ({'loss', 'labelled', 'unlabelled', 'ce', 'class_kl'}, grads).
     """
     x_u, x_all, y_all = batch["x"], batch["x_labelled"], batch["y_labelled"]
     xp = namespace_of(x_u)
@@ -176,7 +198,7 @@ def train_step(params, batch, backend, config: M2Config, beta=1.0):
     eps = backend.normal((x_l.shape[0] + x_u.shape[0] * config.n_classes, config.latent_dim))
     parts, grads = loss_and_grads(params, x_l, y_l, x_u, eps, config, beta=beta, check_values=False)
     return {"loss": parts.loss, "labelled": parts.labelled, "unlabelled": parts.unlabelled,
-            "ce": parts.ce}, grads
+            "ce": parts.ce, "class_kl": parts.class_kl}, grads
 
 
 def unlabelled_neg_elbo(params, x, eps, config: M2Config):
