@@ -93,6 +93,18 @@ def test_resume_with_other_labels_is_one_line(fake_mnist, tmp_path, capsys):
     assert "\n" not in line and line.startswith("error: ") and "n_labelled" in line
 
 
+def test_balance_is_recorded_and_a_resume_must_keep_it(fake_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert demo.main([*SMALL, "--epochs", "1", "--balance", "10", "--out", str(out)]) == 0
+    m = metrics(out)
+    assert m["config"]["balance"] == 10.0
+    assert 0.0 <= m["epochs"][-1]["train_class_kl"] <= np.log(10)
+    assert "class KL" in capsys.readouterr().out
+    assert demo.main([*SMALL, "--epochs", "2", "--out", str(out), "--resume"]) == 2   # --balance 0 now
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and line.startswith("error: ") and "balance: 10.0 in the checkpoint, 0.0 now" in line
+
+
 def test_default_alpha_is_the_papers_rescaled():
     """0.1 N for the summed objective, per labelled image averaged over N_l: 0.1 N / N_u with our means."""
     assert demo.default_alpha(100, 59900) == pytest.approx(0.1 * 60000 / 59900)
@@ -113,6 +125,7 @@ def exit_status(argv) -> int:
     (["--labels", "200"], "all 200 training images are labelled"),
     (["--alpha", "-1"], "--alpha"),
     (["--alpha", "nan"], "--alpha"),
+    (["--balance", "-1"], "--balance"),
 ])
 def test_bad_settings_are_one_line(fake_mnist, tmp_path, capsys, argv, words):
     assert exit_status([*SMALL[:-2], *argv, "--out", str(tmp_path / "run")]) == 2
