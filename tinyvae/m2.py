@@ -118,7 +118,7 @@ def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0,
            + balance sum_y pibar_y (log pibar_y + log K),  pibar = mean_u pi_u,
     pi = q(y | x), L = recon + beta KL. Shapes: x_l (Nl, D), y_l (Nl,) integer
     labels, x_u (Nu, D), eps (Nl + Nu K, L), one row per stacked row (see `rows`).
-    Returns (M2Parts, grads). Derivation: docs/gradients.md#m2
+    Returns (M2Parts, grads). Derivation: docs/gradients.md#m2 and #the-class-balance-term
     """
     _check_array(eps, "eps")
     _check_array(y_l, "y_l")
