@@ -170,7 +170,8 @@ def write_pictures(params, config, backend, counts, epochs, out: Path, labels: i
 def print_epoch(record: dict):
     """One line per epoch: train loss, cross-entropy and class KL, test error and -ELBO, seconds."""
     tqdm.write(f"epoch {record['epoch']:3d}  train loss {record['train_loss']:8.2f} "
-               f"(labelled CE {record['train_ce']:.3f}, class KL {record['train_class_kl']:.3f})  test error {100 * record['test_error']:6.2f}%  "
+               f"(labelled CE {record['train_ce']:.3f}, class KL {record['train_class_kl']:.3f})  "
+               f"test error {100 * record['test_error']:6.2f}%  "
                f"test -ELBO {record['test_neg_elbo']:7.2f} nats/image  {record['seconds']:6.1f} s "
                f"(+{record['eval_seconds']:.1f} s test)")
 

@@ -44,9 +44,6 @@ BACKENDS = [
 ]
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def load_script(path):
     """Import a script (demos/*.py, benchmarks/*.py) by path, as `python <path>` runs it:
     its folder first on sys.path, so that it finds its neighbours (`common`). A fresh

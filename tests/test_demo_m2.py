@@ -10,7 +10,7 @@ import pytest
 
 from tinyvae.data import MNIST
 
-from conftest import load_script
+from conftest import load_script, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "demos" / "mnist_m2.py"
@@ -89,8 +89,8 @@ def test_resume_with_other_labels_is_one_line(fake_mnist, tmp_path, capsys):
     assert demo.main([*SMALL, "--epochs", "1", "--out", str(out)]) == 0
     capsys.readouterr()
     assert demo.main([*SMALL[:-1], "30", "--epochs", "2", "--out", str(out), "--resume"]) == 2
-    line = capsys.readouterr().err.strip()
-    assert "\n" not in line and line.startswith("error: ") and "n_labelled" in line
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and "n_labelled" in line
 
 
 def test_balance_is_recorded_and_a_resume_must_keep_it(fake_mnist, tmp_path, capsys):
@@ -101,8 +101,8 @@ def test_balance_is_recorded_and_a_resume_must_keep_it(fake_mnist, tmp_path, cap
     assert 0.0 <= m["epochs"][-1]["train_class_kl"] <= np.log(10)
     assert "class KL" in capsys.readouterr().out
     assert demo.main([*SMALL, "--epochs", "2", "--out", str(out), "--resume"]) == 2   # --balance 0 now
-    line = capsys.readouterr().err.strip()
-    assert "\n" not in line and line.startswith("error: ") and "balance: 10.0 in the checkpoint, 0.0 now" in line
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and "balance: 10.0 in the checkpoint, 0.0 now" in line
 
 
 def test_default_alpha_is_the_papers_rescaled():
@@ -129,8 +129,8 @@ def exit_status(argv) -> int:
 ])
 def test_bad_settings_are_one_line(fake_mnist, tmp_path, capsys, argv, words):
     assert exit_status([*SMALL[:-2], *argv, "--out", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("error: ") and words in err
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("error: ") and words in err
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
