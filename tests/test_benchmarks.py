@@ -72,3 +72,52 @@ def make_broken():
 def test_a_contestant_that_fails_to_start_is_named_in_one_line():
     with pytest.raises(RuntimeError, match=r"^broken: its process ended \(exit code 1\) before it was ready"):
         take_turns({"broken": make_broken}, rounds=1, n=10, seed=0, pause_s=0.0)
+
+
+def _conv_bench_with_toy_data(monkeypatch, seen):
+    """benchmarks/conv_vs_pytorch.py on 64 training and 32 test images, PyTorch left out; epochs recorded."""
+    from conftest import load_script
+
+    import numpy as np
+
+    bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "conv_vs_pytorch.py")
+    rng = np.random.default_rng(0)
+    x, x_test = (rng.uniform(0, 1, (n, 784)).astype(np.float32) for n in (64, 32))
+    monkeypatch.setattr(bench, "load_data", lambda limit, synthetic: (x, x_test))
+    monkeypatch.setattr(bench, "import_torch", lambda backend: (None, None))
+    epoch, test_neg_elbo = bench.TinyVAERun.epoch, bench.TinyVAERun.test_neg_elbo
+
+    def recorded_epoch(self, perm, batch_size, limit=None):
+        seen["images"] = perm.shape[0]
+        seen["train"] = epoch(self, perm, batch_size, limit)
+        return seen["train"]
+
+    def recorded_test(self, x_test, batch_size=1000):
+        seen["test"] = test_neg_elbo(self, x_test, batch_size)
+        return seen["test"]
+
+    monkeypatch.setattr(bench.TinyVAERun, "epoch", recorded_epoch)
+    monkeypatch.setattr(bench.TinyVAERun, "test_neg_elbo", recorded_test)
+    return bench
+
+
+@pytest.mark.parametrize("keras", [False, True])
+def test_conv_accuracy_mode_reports_test_elbo_or_keras_training_loss(monkeypatch, capsys, keras):
+    seen = {}
+    bench = _conv_bench_with_toy_data(monkeypatch, seen)
+    bench.main(["--accuracy", "--epochs", "1"] + (["--keras-protocol"] if keras else []))
+    last = capsys.readouterr().out.strip().splitlines()[-1].split()
+    if keras:   # Keras's figure: trained on train and test together, the epoch's training loss printed
+        assert seen["images"] == 96 and "test" not in seen
+        assert float(last[1]) == pytest.approx(seen["train"], abs=0.005)
+    else:       # the test -ELBO of a model trained on the training images alone
+        assert seen["images"] == 64
+        assert float(last[1]) == pytest.approx(seen["test"], abs=0.005)
+
+
+def test_keras_protocol_without_accuracy_is_refused_in_one_line(monkeypatch, capsys):
+    bench = _conv_bench_with_toy_data(monkeypatch, {})
+    with pytest.raises(SystemExit):
+        bench.main(["--keras-protocol"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--keras-protocol goes with --accuracy" in err
