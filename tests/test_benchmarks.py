@@ -3,7 +3,8 @@
 The benchmarks compare libraries that share nothing only if they run apart:
 in one process the C allocator's state would pass from one to the other
 (docs/benchmarks.md#fresh-memory-page-faults). These tests run the machinery
-with toy contestants; nothing here is timed.
+with toy contestants, and the conv benchmark's accuracy modes on toy data;
+nothing here is timed.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import load_script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -76,10 +79,6 @@ def test_a_contestant_that_fails_to_start_is_named_in_one_line():
 
 def _conv_bench_with_toy_data(monkeypatch, seen):
     """benchmarks/conv_vs_pytorch.py on 64 training and 32 test images, PyTorch left out; epochs recorded."""
-    from conftest import load_script
-
-    import numpy as np
-
     bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "conv_vs_pytorch.py")
     rng = np.random.default_rng(0)
     x, x_test = (rng.uniform(0, 1, (n, 784)).astype(np.float32) for n in (64, 32))
