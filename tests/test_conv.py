@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import BACKENDS, make, put
 from tinyvae import conv
+from tinyvae.backend import on_gpu
 from tinyvae.gradcheck import check_backward, max_error
 
 TOL = 1e-6
@@ -74,13 +75,13 @@ def random_case(seed, n, h, w, c, f, k, transpose=False):
 
 @contextmanager
 def column_entries_per_pass(n):
-    """Run the conv with passes of about n column entries: 1 means one image per pass."""
-    saved = conv.COLUMN_ENTRIES_PER_PASS
-    conv.COLUMN_ENTRIES_PER_PASS = n
+    """Run the conv with passes of about n column entries, on any device: 1 means one image per pass."""
+    saved = conv.COLUMN_ENTRIES_PER_PASS, conv.GPU_COLUMN_ENTRIES_PER_PASS
+    conv.COLUMN_ENTRIES_PER_PASS = conv.GPU_COLUMN_ENTRIES_PER_PASS = n
     try:
         yield
     finally:
-        conv.COLUMN_ENTRIES_PER_PASS = saved
+        conv.COLUMN_ENTRIES_PER_PASS, conv.GPU_COLUMN_ENTRIES_PER_PASS = saved
 
 
 # Shapes drawn freely: 'same' works for any size, stride and kernel, odd sizes included.
@@ -176,12 +177,29 @@ def test_results_do_not_depend_on_the_pass_size(name, transpose, monkeypatch):
     results = []
     for images in (1, 2, 3, 5):
         monkeypatch.setattr(conv, "COLUMN_ENTRIES_PER_PASS", images * per_image)
-        assert len(conv._passes(5, per_image)) == -(-5 // images)
+        monkeypatch.setattr(conv, "GPU_COLUMN_ENTRIES_PER_PASS", images * per_image)
+        assert len(conv._passes(x, per_image)) == -(-5 // images)
         y, cache = forward(x, W, b, 2)
         results.append([be.to_numpy(a) for a in (y, *backward(y * y, cache))])
     for other in results[1:]:
         for got, want in zip(other, results[0]):
             np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_training_batch_is_split_on_a_cpu_and_whole_on_a_gpu(name):
+    """The pass budget is the device's: the Keras model's widest layer (the transposed
+    conv to 28 x 28 x 32) on a batch of 128 goes in cache-sized passes on a CPU,
+    and in one pass on a GPU, where each pass is more kernel launches."""
+    be = make(name, dtype="float32")
+    dy = be.zeros((128, 28, 28, 32))
+    per_image = 14 * 14 * 3 * 3 * 32                 # column entries of one image
+    passes = conv._passes(dy, per_image)
+    assert sum(p.stop - p.start for p in passes) == 128
+    if on_gpu(dy):
+        assert len(passes) == 1
+    else:
+        assert len(passes) == -(-128 // (conv.COLUMN_ENTRIES_PER_PASS // per_image)) > 1
 
 
 @pytest.mark.parametrize("name", BACKENDS)

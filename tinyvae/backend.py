@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of  # noqa: F401  re-exported: x.device, also on NumPy 1.x
+from array_api_compat import is_cupy_array
 from array_api_compat import is_numpy_array  # noqa: F401  re-exported: gates NumPy-only fast paths (fused.py)
 
 from .errors import BackendError
@@ -31,6 +32,13 @@ _STRICT_DEVICE = "device1"
 def namespace_of(*arrays):
     """The array API namespace of `arrays` (NumPy, CuPy or array-api-strict)."""
     return array_namespace(*arrays)
+
+
+def on_gpu(x) -> bool:
+    """Whether `x` lives on a GPU (a CuPy array). Engine code asks this where the
+    fastest form differs by device, not by library: on a GPU every extra small
+    operation is a kernel launch, on a CPU the cache sizes matter (conv.py's passes)."""
+    return is_cupy_array(x)
 
 
 def _import_cupy():

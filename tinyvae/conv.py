@@ -27,16 +27,21 @@ Derivations: docs/gradients.md#conv2d and docs/gradients.md#transposed-conv.
 """
 from __future__ import annotations
 
-from .backend import device_of, namespace_of
+from .backend import device_of, namespace_of, on_gpu
 
 # The batch goes through im2col, col2im and their multiplies a few images at a
-# time: as many as fit in about this many column entries (2 MB in float32), so
-# that a pass's columns are still in cache when the multiply reads them; built
-# for the whole batch at once they go out to memory and back. Results do not
-# depend on it (up to rounding). The price is more, smaller BLAS calls, which
-# a multithreaded BLAS on a machine with every core busy can pay for in waits;
-# benchmarks/conv_layers.py --pass-entries 1e12 times the one-pass form.
+# time: as many as fit in a budget of column entries. On a CPU the budget is
+# about 2 MB of float32, so that a pass's columns are still in cache when the
+# multiply reads them; built for the whole batch at once they go out to memory
+# and back. The price is more, smaller BLAS calls, which a multithreaded BLAS
+# on a machine with every core busy can pay for in waits. On a GPU there is no
+# such cache to fit, and every pass costs a few dozen kernel launches (the k*k
+# slices of im2col and col2im): a training batch goes in one pass, and the
+# budget (256 MB of float32) only bounds the columns of a large evaluation
+# batch. Results do not depend on either (up to rounding);
+# benchmarks/conv_layers.py --pass-entries times other budgets.
 COLUMN_ENTRIES_PER_PASS = 2**19
+GPU_COLUMN_ENTRIES_PER_PASS = 2**26
 
 
 def same_padding(size, k, stride):
@@ -61,9 +66,11 @@ def zero_pad(x, pads):
     return xpad
 
 
-def _passes(N, entries_per_image):
-    """The batch as slices of whole images, about COLUMN_ENTRIES_PER_PASS column entries each; stops exact."""
-    per_pass = max(1, COLUMN_ENTRIES_PER_PASS // entries_per_image)
+def _passes(x, entries_per_image):
+    """x's batch as slices of whole images, within the pass budget of x's device (above); stops exact."""
+    N = x.shape[0]
+    budget = GPU_COLUMN_ENTRIES_PER_PASS if on_gpu(x) else COLUMN_ENTRIES_PER_PASS
+    per_pass = max(1, budget // entries_per_image)
     return [slice(n, min(n + per_pass, N)) for n in range(0, N, per_pass)]
 
 
@@ -124,7 +131,7 @@ def conv2d_forward(x, W, b, stride):
     xpad = zero_pad(x, pads)                                     # (N, Hp, Wp, C)
     W2 = xp.reshape(W, (k * k * C, F))
     y = xp.empty((N, OH, OW, F), dtype=x.dtype, device=device_of(x))
-    for p in _passes(N, OH * OW * k * k * C):
+    for p in _passes(x, OH * OW * k * k * C):
         cols = im2col(xpad[p, ...], k, s, OH, OW)                # (n OH OW, k k C)
         y[p, ...] = xp.reshape(cols @ W2 + b, (-1, OH, OW, F))
     return y, (xpad, W, x.shape, pads, s)
@@ -139,14 +146,14 @@ def conv2d_backward(dy, cache, need_dx=True):
     """
     xpad, W, x_shape, pads, s = cache
     xp = namespace_of(dy)
-    N, OH, OW, F = dy.shape
+    _, OH, OW, F = dy.shape
     k, C = W.shape[0], W.shape[2]
     (t, _), (l, _) = pads
     H, Wd = x_shape[1], x_shape[2]
     W2 = xp.reshape(W, (k * k * C, F))
     dW2 = xp.zeros((k * k * C, F), dtype=dy.dtype, device=device_of(dy))
     dx = xp.empty(x_shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
-    for p in _passes(N, OH * OW * k * k * C):
+    for p in _passes(dy, OH * OW * k * k * C):
         dy2 = xp.reshape(dy[p, ...], (-1, F))                    # (n OH OW, F)
         dW2 += im2col(xpad[p, ...], k, s, OH, OW).T @ dy2        # cols^T dy2: (k k C, F)
         if need_dx:
@@ -173,7 +180,7 @@ def conv2d_transpose_forward(x, W, b, stride):
     (t, bt), (l, r) = pads
     W2 = xp.reshape(W, (k * k * Cout, Cin))
     y = xp.empty((N, OH, OW, Cout), dtype=x.dtype, device=device_of(x))
-    for p in _passes(N, H * Wd * k * k * Cout):
+    for p in _passes(x, H * Wd * k * k * Cout):
         cols = xp.reshape(x[p, ...], (-1, Cin)) @ W2.T           # x2 W2^T: (n H W, k k C_out)
         ypad = col2im(cols, (p.stop - p.start, OH + t + bt, OW + l + r, Cout), k, s, H, Wd)
         y[p, ...] = ypad[:, t:t + OH, l:l + OW, :] + b           # crop the padding, add the bias
@@ -190,12 +197,12 @@ def conv2d_transpose_backward(dy, cache, need_dx=True):
     """
     x, W, pads, s = cache
     xp = namespace_of(dy)
-    N, H, Wd, Cin = x.shape
+    _, H, Wd, Cin = x.shape
     k, Cout = W.shape[0], W.shape[2]
     W2 = xp.reshape(W, (k * k * Cout, Cin))
     dW2 = xp.zeros((k * k * Cout, Cin), dtype=dy.dtype, device=device_of(dy))
     dx = xp.empty(x.shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
-    for p in _passes(N, H * Wd * k * k * Cout):
+    for p in _passes(dy, H * Wd * k * k * Cout):
         dcols = im2col(zero_pad(dy[p, ...], pads), k, s, H, Wd)  # (n H W, k k C_out)
         dW2 += dcols.T @ xp.reshape(x[p, ...], (-1, Cin))        # (k k C_out, C_in)
         if need_dx:
