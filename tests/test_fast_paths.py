@@ -87,12 +87,17 @@ OPTIMIZERS = [
 ]
 
 
-@needs_numba
+# The backends with a fast path: NumPy's compiled loop (with Numba) and CuPy's CUDA kernel.
+FUSED_BACKENDS = [pytest.param("numpy", marks=needs_numba), BACKENDS[-1]]
+
+
+@pytest.mark.parametrize("name", FUSED_BACKENDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opt_cls, kwargs", OPTIMIZERS)
-def test_fused_optimizer_step_equals_the_plain_lines_bit_for_bit(opt_cls, kwargs, dtype):
-    """fast=True on NumPy (the compiled loop) gives exactly fast=False's parameters and state."""
-    be = make("numpy", dtype=dtype)
+def test_fused_optimizer_step_equals_the_plain_lines_bit_for_bit(name, opt_cls, kwargs, dtype):
+    """fast=True (the compiled loop on NumPy, the CUDA kernel on CuPy) gives exactly
+    fast=False's parameters and state."""
+    be = make(name, dtype=dtype)
     p0, gs = _training_arrays(be, SHAPES, n_steps=5)
     assert fused.fusable(_fresh(be, p0), gs[0])  # so the fast path is what runs below
     fast = _train(opt_cls, be, p0, gs, fast=True, **kwargs)
@@ -152,12 +157,13 @@ def test_a_rounding_change_in_the_loop_is_caught(monkeypatch):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_fast_path_runs_only_on_numpy_and_the_others_keep_the_plain_lines(name, monkeypatch):
-    """On array-api-strict and CuPy, fast=True runs the plain lines: fused.py is never called."""
+def test_fast_path_runs_on_numpy_and_cupy_and_strict_keeps_the_plain_lines(name, monkeypatch):
+    """On array-api-strict, fast=True runs the plain lines: fused.py is never called."""
     be = make(name, dtype="float32")
     p0, gs = _training_arrays(be, {"W": (20, 30), "b": (30,)}, n_steps=2)
-    assert fused.fusable(_fresh(be, p0), gs[0]) == (name == "numpy" and fused.available())
-    if name != "numpy":
+    expected = {"numpy": fused.available(), "cupy": True, "array_api_strict": False}[name]
+    assert fused.fusable(_fresh(be, p0), gs[0]) == expected
+    if name == "array_api_strict":
         monkeypatch.setattr(fused, "fused_adam", None)  # any call would fail
         monkeypatch.setattr(fused, "fused_sgd", None)
     for opt_cls in (Adam, SGD):
@@ -199,3 +205,17 @@ def test_arrays_the_loop_cannot_take_fall_back_to_the_plain_lines():
     fast.step(a, {"W": np.asfortranarray(g)})
     plain.step(b, {"W": g})
     np.testing.assert_array_equal(a["W"], b["W"])
+
+
+@pytest.mark.parametrize("name", [BACKENDS[-1]])
+def test_fused_multiply_adds_in_the_cuda_kernel_are_caught(name, monkeypatch):
+    """Planted: the CUDA kernel compiled without --fmad=false, so that the compiler
+    fuses m b1 + c1 g into one rounding. The bit-for-bit comparison must see it."""
+    monkeypatch.setattr(fused, "CUDA_OPTIONS", ())
+    monkeypatch.setattr(fused, "_compiled", {})  # compile the planted kernel
+    be = make(name, dtype="float32")
+    p0, gs = _training_arrays(be, {"W": (300, 70)}, n_steps=3)
+    fast = _train(Adam, be, p0, gs, lr=1e-2, fast=True)
+    plain = _train(Adam, be, p0, gs, lr=1e-2, fast=False)
+    np.testing.assert_allclose(fast["W"], plain["W"], rtol=1e-5, atol=1e-6)  # the same formula...
+    assert not np.array_equal(fast["m/W"], plain["m/W"])                     # ...but not the same bits

@@ -4,11 +4,11 @@ state in plain dicts of arrays, so a checkpoint can save and restore it.
 Both take `params` and `grads` as dicts with the same keys (see vae.py).
 Derivations and the bias-correction argument: docs/optimizers.md.
 
-`step` reads as the formulas, one line each, and that is what runs on CuPy and
-array-api-strict. On NumPy, when Numba is installed, `fast=True` (the default)
-runs the same arithmetic as one compiled loop over the elements instead
-(fused.py): the same numbers, bit for bit. `fast=False` runs the lines below
-everywhere.
+`step` reads as the formulas, one line each, and that is what runs on
+array-api-strict. With `fast=True` (the default) the same arithmetic runs as
+one compiled loop over the elements on NumPy when Numba is installed, and as
+one CUDA kernel per parameter on CuPy (fused.py): the same numbers, bit for
+bit. `fast=False` runs the lines below everywhere.
 """
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ class SGD:
         p <- p - lr * v
 
     With momentum = 0 this is plain p <- p - lr * g. lr > 0, 0 <= momentum < 1.
-    fast: on NumPy with Numba installed, run these lines as one compiled loop
-    (fused.py), the same numbers bit for bit; False runs the lines below.
+    fast: run these lines as one compiled loop (NumPy with Numba installed) or
+    one CUDA kernel (CuPy), fused.py, the same numbers bit for bit; False runs
+    the lines below.
     """
 
     def __init__(self, params: dict, lr=1e-2, momentum=0.9, fast=True):
@@ -82,9 +83,10 @@ class Adam:
         p <- p - lr_t * m / (sqrt(v) + eps_t),
         lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),   eps_t = eps sqrt(1 - b2^t).
 
-    lr > 0, both betas in [0, 1), eps > 0. fast: on NumPy with Numba installed,
-    run these lines as one compiled loop (fused.py), the same numbers bit for
-    bit; False runs the lines below. docs/optimizers.md#the-fast-path-on-numpy
+    lr > 0, both betas in [0, 1), eps > 0. fast: run these lines as one
+    compiled loop (NumPy with Numba installed) or one CUDA kernel (CuPy),
+    fused.py, the same numbers bit for bit; False runs the lines below.
+    docs/optimizers.md#the-fast-path-on-numpy
     """
 
     def __init__(self, params: dict, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, fast=True):
