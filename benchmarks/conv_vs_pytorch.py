@@ -24,6 +24,11 @@ absolute figures are printed.
     python benchmarks/conv_vs_pytorch.py --limit 12800    # a 100-step "epoch", quicker
     python benchmarks/conv_vs_pytorch.py --accuracy --epochs 30   # test -ELBO, both
     python benchmarks/conv_vs_pytorch.py --accuracy --keras-protocol   # Keras's training-loss figure
+    python benchmarks/conv_vs_pytorch.py --backend cupy   # CuPy against PyTorch CUDA (needs a GPU)
+
+On the GPU, peak memory is each library's caching allocator: the bytes CuPy's
+memory pool holds, against PyTorch's peak reserved bytes, both as growth over
+the figure just before training.
 
 Nothing here sets threads or BLAS options; the settings in use are printed.
 Results: docs/benchmarks.md#the-conv-vae.
@@ -111,19 +116,24 @@ def epoch_flops(n_images, batch_size):
 
 
 class MatmulFloor:
-    def __init__(self, batch_size):
-        rng = np.random.default_rng(0)
+    """The step's multiplies alone; on NumPy into preallocated outputs, on CuPy with its pooled `@`."""
+
+    def __init__(self, batch_size, backend_name="numpy"):
+        self.be = get_backend(backend_name, seed=0)
         self.batch_size, self.ops = batch_size, {}
-        self.rng = rng
 
     def epoch(self, n_images):
+        be, on_numpy = self.be, self.be.name == "numpy"
         for n in batch_sizes(n_images, self.batch_size):
             if n not in self.ops:
-                self.ops[n] = [(self.rng.standard_normal((m, k), dtype=np.float32),
-                                self.rng.standard_normal((k, q), dtype=np.float32),
-                                np.empty((m, q), np.float32)) for m, k, q in matmul_shapes(CONFIG, n)]
+                self.ops[n] = [(be.normal((m, k)), be.normal((k, q)), be.zeros((m, q)))
+                               for m, k, q in matmul_shapes(CONFIG, n)]
             for a, b, out in self.ops[n]:
-                np.matmul(a, b, out=out)
+                if on_numpy:
+                    np.matmul(a, b, out=out)
+                else:
+                    a @ b
+        be.synchronize()
 
 
 # ---------------------------------------------------------------------------
@@ -132,8 +142,8 @@ class MatmulFloor:
 
 
 class TinyVAERun:
-    def __init__(self, x_host, seed=0):
-        self.be = get_backend("numpy", seed=seed)
+    def __init__(self, x_host, seed=0, backend_name="numpy"):
+        self.be = get_backend(backend_name, seed=seed)
         self.x = self.be.asarray(x_host)
         self.be.reseed()
         self.params = init_params(CONFIG, self.be)
@@ -152,7 +162,8 @@ class TinyVAERun:
             eps = be.normal((x.shape[0], LATENT))
             parts, grads = loss_and_grads(self.params, x, eps, CONFIG, check_values=False)
             self.opt.step(self.params, grads)
-            total = total + parts.loss * x.shape[0]
+            total = total + parts.loss * x.shape[0]   # summed on the device
+        be.synchronize()
         return float(total) / n_total
 
     def test_neg_elbo(self, x_test, batch_size=1000):
@@ -162,14 +173,14 @@ class TinyVAERun:
         for start in range(0, x_test.shape[0], batch_size):
             x = be.asarray(x_test[start:start + batch_size])
             recon, kl = neg_elbo_terms(self.params, x, be.normal((x.shape[0], LATENT)), CONFIG)
-            total += float(np.sum(recon + kl))
+            total += float(be.xp.sum(recon + kl))
         return total / x_test.shape[0]
 
 
 class TorchRun(TorchTraining):
     """The same conv VAE in idiomatic PyTorch eager code (NCHW inside), Keras padding and HWC flatten."""
 
-    def __init__(self, torch, x_host, seed=0, init_from=None):
+    def __init__(self, torch, x_host, seed=0, init_from=None, device="cpu"):
         self.torch, nn, F = torch, torch.nn, torch.nn.functional
         self.F = F
         torch.manual_seed(seed)
@@ -211,13 +222,13 @@ class TorchRun(TorchTraining):
                 logits = self.same_conv_t(self.t3, h).reshape(n, 784)
                 return logits, mu, logvar
 
-        self.model = KerasConvVAE()
+        self.device, self.latent = torch.device(device), LATENT
+        self.model = KerasConvVAE().to(self.device)
         if init_from is not None:
             self.load(init_from)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
-        self.x = torch.from_numpy(x_host)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.device, self.latent = torch.device("cpu"), LATENT
+        self.x = torch.from_numpy(x_host).to(self.device)
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
 
     def load(self, p):
         """tinyvae's arrays into PyTorch's layouts: conv (k,k,C,F) -> (F,C,k,k); convT (k,k,Co,Ci) -> (Ci,Co,k,k)."""
@@ -254,15 +265,30 @@ def _rss_bytes():
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def memory_child(which, steps, batch_size, synthetic):
+def gpu_pool_bytes(which, torch):
+    """A GPU library's caching allocator: (bytes held now, peak bytes held so far).
+
+    CuPy's pool keeps what it has taken until told to free it, so what it holds
+    at the end is its peak; PyTorch keeps its own peak of reserved bytes.
+    """
+    if which == "pytorch":
+        torch.cuda.synchronize()
+        return torch.cuda.memory_reserved(), torch.cuda.max_memory_reserved()
+    import cupy
+
+    cupy.cuda.get_current_stream().synchronize()
+    held = cupy.get_default_memory_pool().total_bytes()
+    return held, held
+
+
+def memory_child(which, steps, batch_size, synthetic, backend_name="numpy"):
     """Runs in a subprocess: build the model, then train `steps` steps while a thread samples the
-    resident memory every millisecond; prints the peak growth over the memory just before training."""
+    resident memory every millisecond; prints the peak growth over the memory just before training.
+    On a GPU (--backend cupy) the figures are the caching allocators' instead (gpu_pool_bytes)."""
     import threading
 
-    torch = None
-    if which == "pytorch":
-        import torch  # noqa: F811
-    else:
+    torch, device = import_torch(backend_name) if which == "pytorch" else (None, None)
+    if which == "tinyvae":
         # The library's own set-up happens before the baseline, as `import torch`
         # does for PyTorch: with Numba installed, the optimizers' fast path
         # imports and compiles its loop on the first step (about 150 MiB of JIT).
@@ -270,7 +296,12 @@ def memory_child(which, steps, batch_size, synthetic):
         Adam(w).step(w, {"w": np.ones(1, np.float32)})
     x, _ = load_data(steps * batch_size, synthetic)
     x = np.ascontiguousarray(x[:steps * batch_size])
-    run = TinyVAERun(x) if which == "tinyvae" else TorchRun(torch, x)
+    run = TinyVAERun(x, 0, backend_name) if which == "tinyvae" else TorchRun(torch, x, device=device)
+    if backend_name == "cupy":
+        before, _ = gpu_pool_bytes(which, torch)
+        run.epoch(np.arange(x.shape[0]), batch_size)
+        print(json.dumps({"before": before, "after": gpu_pool_bytes(which, torch)[1]}))
+        return
     before, peak, done = _rss_bytes(), [0], threading.Event()
 
     def sample():
@@ -290,7 +321,8 @@ def memory(args):
     out = {}
     for which in ("tinyvae", "pytorch"):
         cmd = [sys.executable, __file__, "--memory-child", which, "--memory-steps", str(args.memory_steps),
-               "--batch-size", str(args.batch_size), "--pass-entries", str(args.pass_entries)]
+               "--batch-size", str(args.batch_size), "--backend", args.backend]
+        cmd += ["--pass-entries", str(args.pass_entries)] if args.pass_entries else []
         cmd += ["--synthetic"] if args.synthetic else []
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
@@ -298,7 +330,8 @@ def memory(args):
             continue
         r = json.loads(run.stdout.strip().splitlines()[-1])
         out[which] = r["after"] - r["before"]
-        print(f"{which}: resident memory {r['before'] / 2**20:.0f} MiB before training "
+        what = "GPU memory pool" if args.backend == "cupy" else "resident memory"
+        print(f"{which}: {what} {r['before'] / 2**20:.0f} MiB before training "
               f"(library, data and model), peak {r['after'] / 2**20:.0f} MiB")
     return out
 
@@ -308,23 +341,31 @@ def memory(args):
 # ---------------------------------------------------------------------------
 
 
-def make_tinyvae(limit, synthetic, seed, batch_size, pass_entries):
+def set_pass_entries(backend_name, entries):
+    """The --pass-entries flag: the conv pass budget of the device in use (None: the default)."""
+    if entries:
+        setattr(conv, "GPU_COLUMN_ENTRIES_PER_PASS" if backend_name == "cupy" else "COLUMN_ENTRIES_PER_PASS",
+                int(entries))
+    return conv.GPU_COLUMN_ENTRIES_PER_PASS if backend_name == "cupy" else conv.COLUMN_ENTRIES_PER_PASS
+
+
+def make_tinyvae(backend_name, limit, synthetic, seed, batch_size, pass_entries):
     """Build, in a contestant's process: tinyvae's conv VAE, warmed up; returns epoch(perm)."""
-    conv.COLUMN_ENTRIES_PER_PASS = int(pass_entries)  # a fresh process: the flag's value, set again
+    set_pass_entries(backend_name, pass_entries)  # a fresh process: the flag's value, set again
     x, _ = load_data(limit, synthetic)
-    return warmed_up(TinyVAERun(x, seed), x.shape[0], seed, batch_size, 5)
+    return warmed_up(TinyVAERun(x, seed, backend_name), x.shape[0], seed, batch_size, 5)
 
 
-def make_pytorch(limit, synthetic, seed, batch_size):
+def make_pytorch(backend_name, limit, synthetic, seed, batch_size):
     """Build, in a contestant's process: the PyTorch conv VAE, warmed up; returns epoch(perm)."""
-    torch, _ = import_torch("numpy")
+    torch, device = import_torch(backend_name)
     x, _ = load_data(limit, synthetic)
-    return warmed_up(TorchRun(torch, x, seed), x.shape[0], seed, batch_size, 5)
+    return warmed_up(TorchRun(torch, x, seed, device=device), x.shape[0], seed, batch_size, 5)
 
 
-def make_floor(batch_size):
+def make_floor(backend_name, batch_size):
     """Build, in a contestant's process: the conv VAE's matrix multiplies alone; returns epoch(perm)."""
-    floor = MatmulFloor(batch_size)
+    floor = MatmulFloor(batch_size, backend_name)
     floor.epoch(5 * batch_size)
     return lambda perm: floor.epoch(perm.shape[0])
 
@@ -332,9 +373,9 @@ def make_floor(batch_size):
 def speed(args, torch, x):
     n = x.shape[0]
     flops = epoch_flops(n, args.batch_size)
-    common = (args.limit, args.synthetic, args.seed, args.batch_size)
+    common = (args.backend, args.limit, args.synthetic, args.seed, args.batch_size)
     makers = {"tinyvae": partial(make_tinyvae, *common, args.pass_entries),
-              "matmul floor": partial(make_floor, args.batch_size)}
+              "matmul floor": partial(make_floor, args.backend, args.batch_size)}
     if torch is not None:
         makers["pytorch"] = partial(make_pytorch, *common)
     results = take_turns(makers, args.rounds, n, args.seed)
@@ -351,7 +392,7 @@ def speed(args, torch, x):
         print(f"tinyvae / pytorch (min):    {min(times['tinyvae']) / min(times['pytorch']):.2f}")
 
 
-def accuracy(args, torch, x, x_test):
+def accuracy(args, torch, device, x, x_test):
     """Train for --epochs, printing the test -ELBO; --keras-protocol: the Keras example's figure instead.
 
     Keras's example trains on the 70,000 images of train and test together and
@@ -368,10 +409,10 @@ def accuracy(args, torch, x, x_test):
     else:
         header = "test negative ELBO, nats/image (z sampled once per test image, mean over 10,000)"
         target = " (target within 1)"
-    tv = TinyVAERun(x, args.seed)
+    tv = TinyVAERun(x, args.seed, args.backend)
     runs = {} if args.only == "pytorch" else {"tinyvae": tv}
     if torch is not None and args.only != "tinyvae":
-        runs["pytorch, tinyvae init"] = TorchRun(torch, x, args.seed,
+        runs["pytorch, tinyvae init"] = TorchRun(torch, x, args.seed, device=device,
                                                  init_from={k: to_numpy(v) for k, v in tv.params.items()})
     host_rng = np.random.default_rng(args.seed)
     print(header)
@@ -393,6 +434,8 @@ def accuracy(args, torch, x, x_test):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                   help="tinyvae backend; PyTorch runs on CPU for numpy, on CUDA for cupy")
     p.add_argument("--rounds", type=int, default=3, help="timed epochs per contestant")
     p.add_argument("--limit", type=int, default=60000, help="training images per epoch")
     p.add_argument("--batch-size", type=int, default=128)
@@ -407,27 +450,28 @@ def main(argv=None):
                         "epoch's mean training loss")
     p.add_argument("--only", choices=("tinyvae", "pytorch"),
                    help="--accuracy for one library alone (e.g. beside a demo run of the other)")
-    p.add_argument("--pass-entries", type=float, default=conv.COLUMN_ENTRIES_PER_PASS,
-                   help=f"tinyvae.conv.COLUMN_ENTRIES_PER_PASS (default {conv.COLUMN_ENTRIES_PER_PASS}; "
+    p.add_argument("--pass-entries", type=float, default=None,
+                   help=f"column entries per conv pass (default: tinyvae.conv's budget for the device, "
+                        f"{conv.COLUMN_ENTRIES_PER_PASS} on a CPU, {conv.GPU_COLUMN_ENTRIES_PER_PASS} on a GPU; "
                         "1e12: the whole batch in one pass)")
     p.add_argument("--memory-child", choices=("tinyvae", "pytorch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.keras_protocol and (not args.accuracy or args.synthetic):
         p.error("--keras-protocol goes with --accuracy on MNIST (not --synthetic)")
-    conv.COLUMN_ENTRIES_PER_PASS = int(args.pass_entries)
+    entries = set_pass_entries(args.backend, args.pass_entries)
     if args.memory_child:
-        return memory_child(args.memory_child, args.memory_steps, args.batch_size, args.synthetic)
-    torch, _ = import_torch("numpy")
-    for line in machine_report(torch, "numpy", "cpu"):
+        return memory_child(args.memory_child, args.memory_steps, args.batch_size, args.synthetic, args.backend)
+    torch, device = import_torch(args.backend)
+    for line in machine_report(torch, args.backend, device):
         print(line)
-    print(f"tinyvae   : conv passes of {conv.COLUMN_ENTRIES_PER_PASS} column entries")
+    print(f"tinyvae   : {args.backend}, conv passes of at most {entries} column entries")
     x, x_test = load_data(args.limit, args.synthetic)
     if torch is not None:
         ours, theirs = same_function_check(torch, x)
         print(f"same function: tinyvae loss {ours:.5f}, pytorch loss {theirs:.5f} from the same weights "
               f"and eps (difference {abs(ours - theirs):.1e})")
     if args.accuracy:
-        return accuracy(args, torch, x, x_test)
+        return accuracy(args, torch, device, x, x_test)
     speed(args, torch, x)
     if not args.no_memory:
         mem = memory(args)
