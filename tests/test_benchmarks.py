@@ -120,3 +120,18 @@ def test_keras_protocol_without_accuracy_is_refused_in_one_line(monkeypatch, cap
         bench.main(["--keras-protocol"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--keras-protocol goes with --accuracy" in err
+
+
+@pytest.mark.parametrize("backend, budget", [("numpy", "COLUMN_ENTRIES_PER_PASS"),
+                                             ("cupy", "GPU_COLUMN_ENTRIES_PER_PASS")])
+def test_pass_entries_sets_the_budget_of_the_device_in_use(monkeypatch, backend, budget):
+    """--pass-entries changes the conv budget of the benchmark's device and leaves the other
+    device's alone; without it, the library's default for that device is reported."""
+    bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "conv_vs_pytorch.py")
+    other = ({"COLUMN_ENTRIES_PER_PASS", "GPU_COLUMN_ENTRIES_PER_PASS"} - {budget}).pop()
+    for name in (budget, other):
+        monkeypatch.setattr(bench.conv, name, getattr(bench.conv, name))  # restored after the test
+    before = getattr(bench.conv, other)
+    assert bench.set_pass_entries(backend, None) == getattr(bench.conv, budget)
+    assert bench.set_pass_entries(backend, 1e4) == 10_000 == getattr(bench.conv, budget)
+    assert getattr(bench.conv, other) == before
