@@ -41,6 +41,14 @@ def on_gpu(x) -> bool:
     return is_cupy_array(x)
 
 
+def cuda_elementwise_kernel(in_params, out_params, body, name, options=()):
+    """A CuPy ElementwiseKernel: `body`, CUDA C, run once per element (fused.py's optimizer
+    kernels). Built here, where CuPy is imported; it compiles on its first call."""
+    import cupy
+
+    return cupy.ElementwiseKernel(in_params, out_params, body, name, options=options)
+
+
 def _import_cupy():
     """Import CuPy and prove a CUDA device works, or raise one clear BackendError."""
     try:

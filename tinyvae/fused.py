@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import is_numpy_array, on_gpu
+from .backend import cuda_elementwise_kernel, is_numpy_array, on_gpu
 
 _compiled = {}  # name -> the loop compiled by Numba, or the CUDA kernel built by CuPy, made on first use
 
@@ -116,11 +116,9 @@ def _cuda_kernel(name):
     """The CUDA kernel called `name` ('adam', 'sgd') as a CuPy ElementwiseKernel; it compiles on its first call."""
     key = f"cuda_{name}"
     if key not in _compiled:
-        import cupy
-
         in_params, out_params, body = CUDA_KERNELS[name]
-        _compiled[key] = cupy.ElementwiseKernel(in_params, out_params, body, f"tinyvae_{name}",
-                                                options=CUDA_OPTIONS)
+        _compiled[key] = cuda_elementwise_kernel(in_params, out_params, body, f"tinyvae_{name}",
+                                                 options=CUDA_OPTIONS)
     return _compiled[key]
 
 
