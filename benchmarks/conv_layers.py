@@ -43,6 +43,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))      # conv_vs_pytorch beside it
+
+from conv_vs_pytorch import add_pass_entries_flag, set_pass_entries  # noqa: E402
 
 from tinyvae import conv  # noqa: E402
 from tinyvae.backend import get_backend  # noqa: E402
@@ -134,13 +137,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per layer; the median is reported")
     p.add_argument("--repeats", type=int, default=5, help="forward + backward calls per timed round")
-    p.add_argument("--pass-entries", type=float, default=None,
-                   help=f"column entries per conv pass (default: tinyvae.conv's budget for the device, "
-                        f"{conv.COLUMN_ENTRIES_PER_PASS} on a CPU, {conv.GPU_COLUMN_ENTRIES_PER_PASS} on a GPU)")
+    add_pass_entries_flag(p)
     args = p.parse_args(argv)
-    budget = "GPU_COLUMN_ENTRIES_PER_PASS" if args.backend == "cupy" else "COLUMN_ENTRIES_PER_PASS"
-    if args.pass_entries:
-        setattr(conv, budget, int(args.pass_entries))
+    entries = set_pass_entries(args.backend, args.pass_entries)
 
     be = get_backend(args.backend, dtype="float32")
     try:
@@ -156,7 +155,7 @@ def main(argv=None):
     print(f"{os.cpu_count()} logical CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
           f"{env or 'no thread variables set'}")
     print(f"NumPy {np.__version__}, tinyvae backend {args.backend}, float32, batch {args.batch}, "
-          f"passes of {getattr(conv, budget)} column entries, median of {args.rounds} rounds of {args.repeats} calls")
+          f"passes of {entries} column entries, median of {args.rounds} rounds of {args.repeats} calls")
     print()
     header = f"{'layer (fwd + bwd)':22s} {'tinyvae ms':>11s} {'pytorch ms':>11s} {'ratio':>7s}"
     print(header)

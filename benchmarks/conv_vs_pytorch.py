@@ -341,6 +341,14 @@ def memory(args):
 # ---------------------------------------------------------------------------
 
 
+def add_pass_entries_flag(parser):
+    """--pass-entries, read by set_pass_entries (this script and conv_layers.py)."""
+    parser.add_argument("--pass-entries", type=float, default=None,
+                        help=f"column entries per conv pass (default: tinyvae.conv's budget for the device, "
+                             f"{conv.COLUMN_ENTRIES_PER_PASS} on a CPU, {conv.GPU_COLUMN_ENTRIES_PER_PASS} "
+                             "on a GPU; 1e12: the whole batch in one pass)")
+
+
 def set_pass_entries(backend_name, entries):
     """The --pass-entries flag: the conv pass budget of the device in use (None: the default)."""
     if entries:
@@ -450,10 +458,7 @@ def main(argv=None):
                         "epoch's mean training loss")
     p.add_argument("--only", choices=("tinyvae", "pytorch"),
                    help="--accuracy for one library alone (e.g. beside a demo run of the other)")
-    p.add_argument("--pass-entries", type=float, default=None,
-                   help=f"column entries per conv pass (default: tinyvae.conv's budget for the device, "
-                        f"{conv.COLUMN_ENTRIES_PER_PASS} on a CPU, {conv.GPU_COLUMN_ENTRIES_PER_PASS} on a GPU; "
-                        "1e12: the whole batch in one pass)")
+    add_pass_entries_flag(p)
     p.add_argument("--memory-child", choices=("tinyvae", "pytorch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.keras_protocol and (not args.accuracy or args.synthetic):
