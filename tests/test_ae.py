@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
-from tinyvae import ae, vae
+from tinyvae import api
+from tinyvae.core import ae, vae
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error
-from tinyvae.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
+from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 
 MLP = ae.AEConfig(input_dim=6, enc_hidden=(5,), dec_hidden=(4,), latent_dim=2, activation="tanh")
 CONV = ae.AEConfig(input_dim=16, latent_dim=2,
@@ -93,4 +94,4 @@ def test_autoencoder_config_misuse_is_one_line():
     params = random_params(make("numpy"), MLP)
     x_in, x = corrupted(make("numpy"), MLP, "plain")
     with pytest.raises(InputError, match="x_in has shape"):
-        ae.loss_and_grads(params, x_in[:, :3], x, MLP)
+        api.ae_loss_and_grads(params, x_in[:, :3], x, MLP)

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BACKENDS, make, put
-from tinyvae import conv
+from tinyvae.core import conv
+from tinyvae.fast import conv as fast_conv
 from tinyvae.backend import on_gpu
 from tinyvae.gradcheck import check_backward, max_error
 
@@ -76,12 +77,12 @@ def random_case(seed, n, h, w, c, f, k, transpose=False):
 @contextmanager
 def column_entries_per_pass(n):
     """Run the conv with passes of about n column entries, on any device: 1 means one image per pass."""
-    saved = conv.COLUMN_ENTRIES_PER_PASS, conv.GPU_COLUMN_ENTRIES_PER_PASS
-    conv.COLUMN_ENTRIES_PER_PASS = conv.GPU_COLUMN_ENTRIES_PER_PASS = n
+    saved = fast_conv.COLUMN_ENTRIES_PER_PASS, fast_conv.GPU_COLUMN_ENTRIES_PER_PASS
+    fast_conv.COLUMN_ENTRIES_PER_PASS = fast_conv.GPU_COLUMN_ENTRIES_PER_PASS = n
     try:
         yield
     finally:
-        conv.COLUMN_ENTRIES_PER_PASS, conv.GPU_COLUMN_ENTRIES_PER_PASS = saved
+        fast_conv.COLUMN_ENTRIES_PER_PASS, fast_conv.GPU_COLUMN_ENTRIES_PER_PASS = saved
 
 
 # Shapes drawn freely: 'same' works for any size, stride and kernel, odd sizes included.
@@ -170,15 +171,14 @@ def test_results_do_not_depend_on_the_pass_size(name, transpose, monkeypatch):
     passes in a different order: equal to rounding)."""
     be = make(name)
     x, W, b = (put(be, a) for a in random_case(6, 5, 6, 5, 2, 3, 3, transpose))
-    forward, backward = ((conv.conv2d_transpose_forward, conv.conv2d_transpose_backward) if transpose
-                         else (conv.conv2d_forward, conv.conv2d_backward))
+    forward, backward = fast_conv.CONV2D_TRANSPOSE if transpose else fast_conv.CONV2D
     # column entries per image: (6 x 5 pixels, 3 channels out) or (3 x 3 pixels, 2 channels in), 3 x 3 taps each
     per_image = 6 * 5 * 3 * 9 if transpose else 3 * 3 * 2 * 9
     results = []
     for images in (1, 2, 3, 5):
-        monkeypatch.setattr(conv, "COLUMN_ENTRIES_PER_PASS", images * per_image)
-        monkeypatch.setattr(conv, "GPU_COLUMN_ENTRIES_PER_PASS", images * per_image)
-        assert len(conv._passes(x, per_image)) == -(-5 // images)
+        monkeypatch.setattr(fast_conv, "COLUMN_ENTRIES_PER_PASS", images * per_image)
+        monkeypatch.setattr(fast_conv, "GPU_COLUMN_ENTRIES_PER_PASS", images * per_image)
+        assert len(fast_conv.batch_slices(x, per_image)) == -(-5 // images)
         y, cache = forward(x, W, b, 2)
         results.append([be.to_numpy(a) for a in (y, *backward(y * y, cache))])
     for other in results[1:]:
@@ -194,12 +194,12 @@ def test_a_training_batch_is_split_on_a_cpu_and_whole_on_a_gpu(name):
     be = make(name, dtype="float32")
     dy = be.zeros((128, 28, 28, 32))
     per_image = 14 * 14 * 3 * 3 * 32                 # column entries of one image
-    passes = conv._passes(dy, per_image)
+    passes = fast_conv.batch_slices(dy, per_image)
     assert sum(p.stop - p.start for p in passes) == 128
     if on_gpu(dy):
         assert len(passes) == 1
     else:
-        assert len(passes) == -(-128 // (conv.COLUMN_ENTRIES_PER_PASS // per_image)) > 1
+        assert len(passes) == -(-128 // (fast_conv.COLUMN_ENTRIES_PER_PASS // per_image)) > 1
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -207,8 +207,7 @@ def test_a_training_batch_is_split_on_a_cpu_and_whole_on_a_gpu(name):
 def test_conv_backward_skips_dx_for_data(name, transpose):
     be = make(name)
     x, W, b = (put(be, a) for a in random_case(0, 2, 5, 6, 2, 3, 3, transpose))
-    forward, backward = ((conv.conv2d_transpose_forward, conv.conv2d_transpose_backward) if transpose
-                         else (conv.conv2d_forward, conv.conv2d_backward))
+    forward, backward = fast_conv.CONV2D_TRANSPOSE if transpose else fast_conv.CONV2D
     y, cache = forward(x, W, b, 2)
     dx, dW, db = backward(y, cache)
     skipped = backward(y, cache, need_dx=False)
@@ -241,8 +240,7 @@ def test_conv_keeps_the_dtype(name, dtype, transpose):
     """float32 in, float32 out: no silent float64 in the forward, the cache or the gradients."""
     be = make(name, dtype=dtype)
     x, W, b = (be.asarray(a) for a in random_case(0, 2, 6, 6, 3, 2, 3, transpose))
-    forward, backward = ((conv.conv2d_transpose_forward, conv.conv2d_transpose_backward) if transpose
-                         else (conv.conv2d_forward, conv.conv2d_backward))
+    forward, backward = fast_conv.CONV2D_TRANSPOSE if transpose else fast_conv.CONV2D
     y, cache = forward(x, W, b, 2)
     grads = backward(y, cache)
     assert {str(a.dtype).split(".")[-1] for a in (y, *grads)} == {dtype}
@@ -312,8 +310,7 @@ def test_gradient_check_catches_a_flipped_kernel_in_the_engine(flipped, transpos
 
     if flipped:
         monkeypatch.setattr(conv, *(("im2col", flipped_im2col) if transpose else ("col2im", flipped_col2im)))
-    forward, backward = ((conv.conv2d_transpose_forward, conv.conv2d_transpose_backward) if transpose
-                         else (conv.conv2d_forward, conv.conv2d_backward))
+    forward, backward = fast_conv.CONV2D_TRANSPOSE if transpose else fast_conv.CONV2D
     x, W, b = (put(be, a) for a in random_case(7, 2, 4, 5, 2, 3, 3, transpose))
     errors = check_backward(lambda x, W, b: forward(x, W, b, 2), backward, [x, W, b])
     if flipped:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
-from tinyvae import vae
+from tinyvae.core import vae
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error
-from tinyvae.layers import one_hot
-from tinyvae.vae import VAEConfig, loss_and_grads
+from tinyvae.core.layers import one_hot
+from tinyvae import VAEConfig, loss_and_grads
 
 CVAE = VAEConfig(input_dim=6, enc_hidden=(5,), dec_hidden=(4,), latent_dim=2, activation="tanh", n_classes=3)
 

@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 from conftest import BACKENDS, make, put
 from test_layers import dims, matrices, values
-from tinyvae import distributions as dist
+from tinyvae.core import distributions as dist
 from tinyvae.gradcheck import check_backward, max_error
 
 TOL = 1e-6

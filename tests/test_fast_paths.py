@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
-from tinyvae import distributions as dist
-from tinyvae import fused, layers
-from tinyvae.optim import SGD, Adam
+from tinyvae.core import distributions as dist
+from tinyvae.core import layers
+from tinyvae.fast import optim as fused
+from tinyvae import SGD, Adam
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -5,10 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from tinyvae import ae, m2, train, vae
+from tinyvae import train
+from tinyvae.core import ae, m2, vae
 from tinyvae.backend import get_backend
 from tinyvae.errors import CheckpointError, InputError
-from tinyvae.layers import one_hot
+from tinyvae.core.layers import one_hot
 from tinyvae.train import TrainConfig, fit, kl_weight
 
 D = 12

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from conftest import BACKENDS, make, put
-from tinyvae import layers
+from tinyvae.core import layers
 from tinyvae.gradcheck import check_backward, max_error
 
 TOL = 1e-6

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
-from tinyvae import m2, vae
+from tinyvae import api
+from tinyvae.core import m2, vae
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error
-from tinyvae.layers import one_hot
+from tinyvae.core.layers import one_hot
 
 CONFIG = m2.M2Config(input_dim=5, enc_hidden=(4,), dec_hidden=(4,), latent_dim=2, activation="tanh",
                      n_classes=3, cls_hidden=(4,), alpha=0.7)
@@ -115,8 +116,8 @@ def _mutant(old, new):
     path = Path(m2.__file__)
     source = path.read_text()
     assert source.count(old) == 1, f"the line to mutate is gone: {old!r}"
-    module = types.ModuleType("tinyvae._m2_mutant")
-    module.__package__ = "tinyvae"
+    module = types.ModuleType("tinyvae.core._m2_mutant")
+    module.__package__ = "tinyvae.core"
     sys.modules[module.__name__] = module
     exec(compile(source.replace(old, new), str(path), "exec"), module.__dict__)
     return module
@@ -170,7 +171,7 @@ def test_m2_misuse_is_one_line():
     params = random_params(be, CONFIG)
     x_l, y_l, x_u, eps = semi_batch(be, CONFIG)
     with pytest.raises(InputError, match="eps has shape"):
-        m2.loss_and_grads(params, x_l, y_l, x_u, eps[:4], CONFIG)
+        api.m2_loss_and_grads(params, x_l, y_l, x_u, eps[:4], CONFIG)
     with pytest.raises(InputError, match="M2 needs n_classes >= 2"):
         m2.M2Config(n_classes=1)
     with pytest.raises(InputError, match="balance must be a finite number >= 0"):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make, put
-from tinyvae import nets
+from tinyvae import checks, specs
+from tinyvae.core import nets
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import max_error, numerical_gradient, rel_error
-from tinyvae.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
+from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 
 TOL = 1e-6
 
@@ -94,19 +95,19 @@ def test_net_backward_skips_everything_below_the_first_weights_for_data(name):
 
 
 def test_keras_conv_vae_has_the_keras_parameter_count():
-    enc = nets.keras_conv_encoder(2)
-    dec = nets.keras_conv_decoder()
+    enc = specs.keras_conv_encoder(2)
+    dec = specs.keras_conv_decoder()
     n_enc = sum(math.prod(s) for s in nets.param_shapes(enc, (784,), "enc").values())
     n_dec = sum(math.prod(s) for s in nets.param_shapes(dec, (2,), "dec").values())
     assert (n_enc, n_dec) == (69_076, 65_089) and n_enc + n_dec == 134_165  # as Keras's summary counts
-    assert nets.output_shape(enc, (784,)) == (4,) and nets.output_shape(dec, (2,)) == (784,)
+    assert checks.output_shape(enc, (784,)) == (4,) and checks.output_shape(dec, (2,)) == (784,)
     shapes = nets.param_shapes(enc, (784,), "enc")
     assert shapes["enc.1.W"] == (3, 3, 1, 32) and shapes["enc.4.W"] == (3136, 16) and shapes["enc.5.W"] == (16, 4)
     assert nets.param_shapes(dec, (2,), "dec")["dec.2.W"] == (3, 3, 64, 64)
 
 
 def test_summary_lists_every_layer_and_the_total():
-    text = nets.summary(nets.keras_conv_decoder(), (2,), "decoder")
+    text = specs.summary(specs.keras_conv_decoder(), (2,), "decoder")
     assert "ConvTranspose(filters=32, kernel=3, stride=2, activation='relu')" in text
     assert "(None, 28, 28, 32)" in text and "total params: 65,089" in text
 
@@ -118,7 +119,7 @@ def test_summary_lists_every_layer_and_the_total():
 ])
 def test_shape_mismatch_is_one_line_naming_the_layer(layers, in_shape, message):
     with pytest.raises(InputError) as e:
-        nets.output_shape(layers, in_shape, "encoder")
+        checks.output_shape(layers, in_shape, "encoder")
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
@@ -130,8 +131,8 @@ def test_bad_layer_arguments_are_one_line(bad):
 
 
 def test_layer_dicts_round_trip():
-    for layer in (*nets.keras_conv_encoder(2), *nets.keras_conv_decoder()):
-        d = nets.layer_to_dict(layer)
-        assert nets.layer_from_dict(d) == layer
+    for layer in (*specs.keras_conv_encoder(2), *specs.keras_conv_decoder()):
+        d = specs.layer_to_dict(layer)
+        assert specs.layer_from_dict(d) == layer
     with pytest.raises(InputError, match="not a layer description"):
-        nets.layer_from_dict({"kind": "lstm"})
+        specs.layer_from_dict({"kind": "lstm"})

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import BACKENDS, make
 from tinyvae.errors import InputError
-from tinyvae.optim import SGD, Adam
+from tinyvae import SGD, Adam
 
 
 def _setup(be, seed=0):

@@ -7,14 +7,15 @@ import os
 import numpy as np
 import pytest
 
-from tinyvae import checkpoint, train, vae
+from tinyvae import checkpoint, train
+from tinyvae.core import vae
 from tinyvae.backend import get_backend
 from tinyvae.checkpoint import OutputError
 from tinyvae.errors import CheckpointError, InputError
 from tinyvae.train import (
     TrainConfig, binarize, evaluate, fit, iw_nll, load_checkpoint, save_checkpoint,
 )
-from tinyvae.vae import VAEConfig, iw_log_px, param_shapes
+from tinyvae.core.vae import VAEConfig, iw_log_px, param_shapes
 
 CONFIG = VAEConfig(input_dim=12, enc_hidden=(8,), dec_hidden=(8,), latent_dim=2)
 TCONFIG = TrainConfig(epochs=2, batch_size=16, iw_k=8, iw_images=40, eval_batch_size=32)

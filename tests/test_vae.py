@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, make
-from tinyvae import vae as model
+from tinyvae.core import vae as model
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error, rel_error
-from tinyvae.vae import VAEConfig, init_params, loss_and_grads
-from tinyvae.optim import SGD, Adam
-from tinyvae.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
+from tinyvae import VAEConfig, init_params, loss_and_grads
+from tinyvae import SGD, Adam
+from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 
 ARCHITECTURES = [
     # two encoder/decoder shapes x activations x both likelihoods (learned and fixed variance)
@@ -91,7 +91,7 @@ def test_gradient_check_catches_a_different_eps_in_backward(monkeypatch):
     be = make("numpy")
     config = ARCHITECTURES[0]
     params, (x, eps) = random_params(be, config), batch(be, config)
-    from tinyvae import distributions
+    from tinyvae.core import distributions
 
     def fresh_eps_backward(dz, cache):
         std, _ = cache
@@ -285,7 +285,7 @@ def test_initial_weights_have_the_documented_spread(name):
 @pytest.mark.parametrize("name", BACKENDS)
 def test_keras_init_is_glorot_uniform_with_keras_fans_and_zero_biases(name):
     """init='keras' on the Keras conv VAE: each W uniform on +-sqrt(6 / (fan_in + fan_out)), Keras's fans."""
-    from tinyvae.nets import keras_conv_decoder, keras_conv_encoder
+    from tinyvae.specs import keras_conv_decoder, keras_conv_encoder
     be = make(name, dtype="float64", seed=3)
     params = init_params(VAEConfig(latent_dim=2, encoder=keras_conv_encoder(2), decoder=keras_conv_decoder(),
                                    init="keras"), be)
@@ -399,7 +399,7 @@ def test_iw_log_px_is_finite_for_tiny_variances(name):
 
 
 def test_normal_logpdf_matches_the_closed_form():
-    from tinyvae.distributions import normal_logpdf
+    from tinyvae.core.distributions import normal_logpdf
     be = make("numpy")
     z, mu, logvar = np.array([[0.3, -1.2]]), np.array([[0.1, 0.5]]), np.array([[-0.7, 0.4]])
     want = sum(-0.5 * np.log(2 * np.pi * np.exp(v)) - (a - m) ** 2 / (2 * np.exp(v))
@@ -468,10 +468,10 @@ def test_old_config_records_load_as_the_same_mlp():
 
 
 def nets_keras_encoder():
-    from tinyvae.nets import keras_conv_encoder
+    from tinyvae.specs import keras_conv_encoder
     return keras_conv_encoder(2)
 
 
 def nets_keras_decoder():
-    from tinyvae.nets import keras_conv_decoder
+    from tinyvae.specs import keras_conv_decoder
     return keras_conv_decoder()

@@ -1,13 +1,15 @@
 """tinyvae: a variational autoencoder from first principles.
 
-Every forward and backward pass is written by hand and checked against
-finite differences. Read in this order: backend, layers, distributions,
-nets, vae, optim, gradcheck; then train, data and plots at the edge.
+Every forward and backward pass is written by hand and checked against finite
+differences. The math is tinyvae/core/ (read it in the order its __init__
+gives); the names below are the checked public entry points (api.py), which
+hold their arguments against the rules in checks.py before calling the core.
+Training, data, pictures and files are at the edge: train, data, plots, checkpoint.
 """
 from .backend import Backend, get_backend, namespace_of, to_numpy
 from .errors import BackendError, CheckpointError, DataError, InputError, TinyVAEError
-from .vae import VAEConfig, init_params, loss_and_grads
-from .optim import SGD, Adam
+from .core.vae import VAEConfig
+from .api import SGD, Adam, init_params, loss_and_grads
 
 __version__ = "0.1.0"
 

@@ -15,11 +15,10 @@ random streams that differ across backends).
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace
-from array_api_compat import device as device_of  # noqa: F401  re-exported: x.device, also on NumPy 1.x
 from array_api_compat import is_cupy_array
-from array_api_compat import is_numpy_array  # noqa: F401  re-exported: gates NumPy-only fast paths (fused.py)
+from array_api_compat import is_numpy_array  # noqa: F401  re-exported: gates NumPy-only fast paths (fast/optim.py)
 
+from .core.xp import device_of, namespace_of  # noqa: F401  re-exported: the seam as the math sees it
 from .errors import BackendError
 
 BACKENDS = ("numpy", "cupy", "array_api_strict")
@@ -29,21 +28,16 @@ BACKENDS = ("numpy", "cupy", "array_api_strict")
 _STRICT_DEVICE = "device1"
 
 
-def namespace_of(*arrays):
-    """The array API namespace of `arrays` (NumPy, CuPy or array-api-strict)."""
-    return array_namespace(*arrays)
-
-
 def on_gpu(x) -> bool:
     """Whether `x` lives on a GPU (a CuPy array). Engine code asks this where the
     fastest form differs by device, not by library: on a GPU every extra small
-    operation is a kernel launch, on a CPU the cache sizes matter (conv.py's passes)."""
+    operation is a kernel launch, on a CPU the cache sizes matter (fast/conv.py's passes)."""
     return is_cupy_array(x)
 
 
 def cuda_elementwise_kernel(in_params, out_params, body, name, options=()):
-    """A CuPy ElementwiseKernel: `body`, CUDA C, run once per element (fused.py's optimizer
-    kernels). Built here, where CuPy is imported; it compiles on its first call."""
+    """A CuPy ElementwiseKernel: `body`, CUDA C, run once per element (fast/optim.py's
+    optimizer kernels). Built here, where CuPy is imported; it compiles on its first call."""
     import cupy
 
     return cupy.ElementwiseKernel(in_params, out_params, body, name, options=options)

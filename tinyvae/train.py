@@ -1,12 +1,12 @@
 """Training and evaluation: minibatches, Adam, the test -ELBO, log p(x), and a run that fails cleanly.
 
-This is the edge, not the core: it calls each model's two adapter functions,
-`train_step` (one minibatch's loss and gradients, its noise drawn there) and
-`eval_terms` (each test image's numbers), plus vae.iw_log_px, and keeps the
-bookkeeping (shuffling, progress bar, timing, files) out of the math. The
-model is found from the config's class through MODELS (VAEConfig: the VAE or,
-with n_classes, the CVAE; AEConfig: the (denoising) autoencoder; M2Config: M2),
-so fit has no per-model branches.
+This is the edge, not the core: it calls each model's adapter (tinyvae/models.py:
+`train_step`, one minibatch's loss and gradients with its noise drawn there, and
+`eval_terms`, each test image's numbers), plus core.vae.iw_log_px, and keeps the
+bookkeeping (shuffling, progress bar, timing, files) out of the math. The model
+is found from the config's class (models.for_config), so fit has no per-model
+branch, and `steps` is the one minibatch loop (the benchmarks time it too).
+The data are checked once, when fit starts; no step checks anything.
 
     config, tconfig = VAEConfig(), TrainConfig(epochs=10, seed=0)
     backend = get_backend("numpy", seed=tconfig.seed)
@@ -42,16 +42,16 @@ How a run ends when something goes wrong, one mechanism each:
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from . import checks, models
 from .checkpoint import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -65,22 +65,16 @@ from .checkpoint import (
     save_checkpoint,
     write_json,
 )
-from . import ae, m2, vae
+from .checks import Bool, Checked, Int, Real
+from .core.layers import one_hot
+from .core.optim import Adam
+from .core.vae import VAEConfig, init_params, iw_log_px, param_shapes
 from .errors import CheckpointError, InputError, TinyVAEError
-from .layers import one_hot
-from .optim import Adam
-from .vae import VAEConfig, check_batch, init_params, iw_log_px, param_shapes
-
-# The models fit can train, by the name metrics.json and the checkpoint record.
-MODELS = {"vae": vae, "ae": ae, "m2": m2}
 
 
 def model_name(config) -> str:
-    """'vae', 'ae' or 'm2': the model whose Config class `config` is."""
-    for name, module in MODELS.items():
-        if type(config) is module.Config:
-            return name
-    raise InputError(f"fit trains a VAEConfig, AEConfig or M2Config, got {type(config).__name__}")
+    """'vae', 'ae' or 'm2': the model of config's class."""
+    return models.for_config(config).name
 
 # The random streams of a run, as backend.reseed(*stream) arguments.
 STREAM_TRAIN = 1          # (STREAM_TRAIN, epoch): shuffle, binarization, eps; epoch = 1, 2, ...
@@ -108,7 +102,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
     """How to train and evaluate. Defaults: the PyTorch example (Adam 1e-3, batch 128, 10 epochs).
 
     binarize:   resample each training pixel as Bernoulli(x) every epoch (the
@@ -131,37 +125,10 @@ class TrainConfig:
     beta: float = 1.0
     warmup_epochs: int = 0
 
-    def __post_init__(self):
-        for name, low in {"epochs": 1, "batch_size": 1, "eval_batch_size": 1,
-                          "iw_k": 0, "iw_images": 0, "seed": 0, "warmup_epochs": 0}.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                kind = "a positive integer" if low == 1 else "an integer >= 0"
-                raise InputError(f"TrainConfig.{name} must be {kind}, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-            raise InputError(f"TrainConfig.lr must be a positive number, got {lr!r}")
-        object.__setattr__(self, "lr", float(lr))
-        beta = self.beta
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (math.isfinite(beta) and beta >= 0):
-            raise InputError(f"TrainConfig.beta must be a number >= 0 (1 is the ELBO), got {beta!r}")
-        object.__setattr__(self, "beta", float(beta))
-        if not isinstance(self.binarize, bool):
-            raise InputError(f"TrainConfig.binarize must be True or False, got {self.binarize!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        if not isinstance(d, dict):
-            raise InputError(f"a TrainConfig record must be a dict, got {type(d).__name__}")
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"unknown TrainConfig fields {sorted(unknown)}")
-        return cls(**d)
-
+    RULES = dict(epochs=Int(1), batch_size=Int(1), lr=Real(0, low_open=True), seed=Int(0), binarize=Bool(),
+                 iw_k=Int(0), iw_images=Int(0), eval_batch_size=Int(1), beta=Real(0, fix="1 is the ELBO"),
+                 warmup_epochs=Int(0))
+    LABEL = "TrainConfig.{field}"
 
 # The TrainConfig fields a resumed run must share with the checkpoint: the ones
 # that change the numbers of the epochs still to come. (epochs may grow; the
@@ -191,9 +158,31 @@ def binarize(x, backend):
     return xp.astype(backend.uniform(tuple(x.shape)) < x, backend.dtype)
 
 
+def steps(params, optimizer, model, config, backend, x, order, batch_size, y=None, extra=None,
+          binarize_batches=False, beta_at=None):
+    """The one minibatch loop: for each batch of `order`, the model's train_step, then optimizer.step.
+
+    Yields (B, parts) per step: the batch size and the model's numbers (0-d
+    arrays, left on the device). beta_at(step) is the KL weight of step 1, 2, ...
+    (1 when None). Shapes: x (N, D) on the backend; order (n,) row indices;
+    y (N,) integer labels or None; extra: arrays every step sees whole.
+    """
+    xp = backend.xp
+    n = order.shape[0]
+    for step, start in enumerate(range(0, n, batch_size), start=1):
+        rows = order[start:min(start + batch_size, n)]
+        xb = xp.take(x, rows, axis=0)                                       # (B, D)
+        if binarize_batches:
+            xb = binarize(xb, backend)
+        batch = {"x": xb, "y": None if y is None else xp.take(y, rows, axis=0), **(extra or {})}
+        parts, grads = model.train_step(params, batch, backend, config, 1.0 if beta_at is None else beta_at(step))
+        optimizer.step(params, grads)
+        yield xb.shape[0], parts
+
+
 def train_epoch(params, optimizer, x, backend, config, tconfig: TrainConfig,
                 epoch: int, progress=None, y=None, extra=None) -> dict:
-    """One pass over `x` in shuffled minibatches, one Adam step per batch.
+    """One pass over `x` in shuffled minibatches, one Adam step per batch (`steps`).
 
     Each step minimises the model's objective on the batch (the VAE's:
     L_b = mean_n [recon_n + beta_t kl_n], beta_t = kl_weight of the global step).
@@ -202,32 +191,24 @@ def train_epoch(params, optimizer, x, backend, config, tconfig: TrainConfig,
     back only every PROGRESS_EVERY steps for the bar, and once at the end.
 
     Shapes: x (N, D) on the backend, already checked; y (N,) integer labels or
-    None; extra: arrays every step sees whole (M2's labelled set; those named
-    'x_...' are images, binarized once per epoch like the batches). `epoch`
+    None; extra: arrays every step sees whole (M2's labelled set, binarized once
+    per epoch like the batches where the model names them extra_images). `epoch`
     counts from 1 and names the random stream. Returns the model's train_step
     numbers as floats ({"loss", "recon", "kl"} for the VAE).
     """
-    xp = backend.xp
-    model = MODELS[model_name(config)]
+    model = models.for_config(config)
     n, bs = x.shape[0], tconfig.batch_size
     backend.reseed(STREAM_TRAIN, epoch)
     order = backend.asarray(backend.permutation(n))  # (N,) ints, uploaded once per epoch
-    if tconfig.binarize and extra:                   # extra images ('x_...', e.g. M2's labelled set)
-        extra = {k: binarize(v, backend) if k.startswith("x_") else v for k, v in extra.items()}
+    if tconfig.binarize and extra:
+        extra = {k: binarize(v, backend) if k in model.extra_images else v for k, v in extra.items()}
     totals = {}
     n_steps = -(-n // bs)
+    beta_at = lambda step: kl_weight((epoch - 1) * n_steps + step, n_steps, tconfig)  # noqa: E731
     with tqdm(total=n_steps, desc=f"epoch {epoch}", unit="step", leave=False,
               disable=None if progress is None else not progress, file=sys.stderr) as bar:
-        for step, start in enumerate(range(0, n, bs), start=1):
-            rows = order[start:min(start + bs, n)]
-            xb = xp.take(x, rows, axis=0)                                   # (B, D)
-            if tconfig.binarize:
-                xb = binarize(xb, backend)
-            batch = {"x": xb, "y": None if y is None else xp.take(y, rows, axis=0), **(extra or {})}
-            beta = kl_weight((epoch - 1) * n_steps + step, n_steps, tconfig)
-            parts, grads = model.train_step(params, batch, backend, config, beta)
-            optimizer.step(params, grads)
-            nb = xb.shape[0]
+        for step, (nb, parts) in enumerate(steps(params, optimizer, model, config, backend, x, order, bs,
+                                                 y, extra, tconfig.binarize, beta_at), start=1):
             for k, v in parts.items():                                      # image-weighted sums, on device
                 totals[k] = totals.get(k, 0.0) + v * nb
             bar.update(1)
@@ -248,7 +229,7 @@ def evaluate(params, x, backend, config, batch_size=1000, y=None) -> dict:
     eval_terms as floats ({"neg_elbo", "recon", "kl"} for the VAE).
     """
     xp = backend.xp
-    model = MODELS[model_name(config)]
+    model = models.for_config(config)
     n = x.shape[0]
     backend.reseed(STREAM_EVAL)
     totals = {}
@@ -370,10 +351,7 @@ def prepare_data(x, backend, config: VAEConfig, params, name: str):
         raise InputError(f"{name} has dtype {x.dtype}: pass float pixels in [0, 1] "
                          "(uint8 images: tinyvae.data.to_unit_interval)")
     x = backend.asarray(x)
-    try:
-        check_batch(x, params, config, check_values=True)
-    except InputError as e:
-        raise InputError(f"{name}: {e}") from None
+    checks.check_batch(x, params, config, values=True, name=name)
     return x
 
 
@@ -381,14 +359,7 @@ def prepare_labels(y, n, backend, config, name: str):
     """Host integer labels (n,) in [0, n_classes) onto the backend, or None; checked once."""
     if y is None:
         return None
-    y = np.asarray(y)
-    K = config.n_classes
-    if y.shape != (n,) or y.dtype.kind not in "iu":
-        raise InputError(f"{name} has shape {y.shape} and dtype {y.dtype}: pass one integer label per image, ({n},)")
-    if K and y.size and (y.min() < 0 or y.max() >= K):
-        raise InputError(f"{name} has labels in [{y.min()}, {y.max()}] but the model has "
-                         f"n_classes={K}: labels must be 0..{K - 1}")
-    return backend.asarray(y.astype(np.int64))
+    return backend.asarray(checks.check_labels(y, n, config.n_classes, name).astype(np.int64))
 
 
 def _n_images(x, name) -> int:
@@ -530,7 +501,7 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
         y_train=None, y_test=None, labelled=None) -> FitResult:
     """Train for tconfig.epochs epochs, checkpointing and writing metrics.json after each.
 
-    The model is the one of config's class (MODELS): a VAEConfig trains the VAE
+    The model is the one of config's class (models.MODELS): a VAEConfig trains the VAE
     (the CVAE when n_classes > 0: pass y_train and y_test, integer labels), an
     AEConfig the (denoising) autoencoder, an M2Config M2: x_train is then the
     unlabelled set, labelled = (x_labelled, y_labelled) the labelled one, and
@@ -556,17 +527,9 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     if resume and overwrite:
         raise InputError("resume and overwrite contradict each other (--resume continues the "
                          "checkpoint, --overwrite replaces it): pass only one")
-    name = model_name(config)
+    model = models.for_config(config)
     data = {"n_train": _n_images(x_train, "x_train"), "n_test": _n_images(x_test, "x_test")}
-    if name == "m2":
-        if labelled is None or len(labelled) != 2:
-            raise InputError("M2 needs a labelled set: pass labelled=(x_labelled, y_labelled)")
-        data["n_labelled"] = _n_images(labelled[0], "x_labelled")
-        if y_test is None:
-            raise InputError("M2 is scored by its test classification error: pass y_test")
-    if config.n_classes and name == "vae" and (y_train is None or y_test is None):
-        raise InputError(f"a conditional VAE (n_classes={config.n_classes}) trains on labels: "
-                         "pass y_train and y_test")
+    data.update({k: _n_images(v, "x_labelled") for k, v in model.inputs(config, y_train, y_test, labelled).items()})
     check_memory(config, tconfig, backend)
     itemsize = 8 if backend.dtype_name == "float64" else 4
     ckpt_size = checkpoint_bytes(param_shapes(config), itemsize)
@@ -585,10 +548,9 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     params, optimizer, epochs = _start(config, tconfig, backend, ckpt_path, data, resume)
     y_train = prepare_labels(y_train, data["n_train"], backend, config, "y_train")
     y_test = prepare_labels(y_test, data["n_test"], backend, config, "y_test")
-    extra = None
-    if name == "m2":
-        extra = {"x_labelled": prepare_data(labelled[0], backend, config, params, "x_labelled"),
-                 "y_labelled": prepare_labels(labelled[1], data["n_labelled"], backend, config, "y_labelled")}
+    extra = None if labelled is None or "n_labelled" not in data else {   # M2's labelled set, whole
+        "x_labelled": prepare_data(labelled[0], backend, config, params, "x_labelled"),
+        "y_labelled": prepare_labels(labelled[1], data["n_labelled"], backend, config, "y_labelled")}
     x_train = prepare_data(x_train, backend, config, params, "x_train")
     x_test = prepare_data(x_test, backend, config, params, "x_test")
     if tconfig.binarize:
@@ -609,7 +571,7 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
                     raise _diverged(epoch, record, weights_finite, saved, ckpt_path,
                                     had_checkpoint, tconfig.lr)
                 epochs.append(record)                      # only finite epochs are ever saved
-                meta = {"model": name, "config": config.to_dict(), "train_config": tconfig.to_dict(),
+                meta = {"model": model.name, "config": config.to_dict(), "train_config": tconfig.to_dict(),
                         "data": data,
                         "epoch": epoch, "backend": backend.name, "dtype": backend.dtype_name,
                         "rng": {"seed": tconfig.seed, "next_train_stream": [STREAM_TRAIN, epoch + 1]},
@@ -620,7 +582,7 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
                 if on_epoch is not None:
                     on_epoch(epochs[-1])
             phase = "iw"
-            if name == "vae" and tconfig.iw_k > 0 and tconfig.iw_images > 0:
+            if model.iw and tconfig.iw_k > 0 and tconfig.iw_images > 0:
                 iw = _final_iw(params, x_test, backend, config, tconfig, progress, saved, ckpt_path, y_test)
         except KeyboardInterrupt:
             raise _interrupted(phase, epoch, saved, ckpt_path, had_checkpoint) from None
@@ -628,7 +590,6 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     write_json(out_dir / METRICS_FILE, metrics)
     return FitResult(params, metrics)
 
-
 __all__ = ["TrainConfig", "FitResult", "DivergenceError", "Interrupted", "OutputError", "fit",
            "train_epoch", "evaluate", "iw_nll", "binarize", "check_memory", "memory_needed",
-           "load_checkpoint", "save_checkpoint", "write_json", "RESUME_FIELDS"]
+           "load_checkpoint", "save_checkpoint", "write_json", "RESUME_FIELDS", "steps"]

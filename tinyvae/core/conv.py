@@ -27,21 +27,7 @@ Derivations: docs/gradients.md#conv2d and docs/gradients.md#transposed-conv.
 """
 from __future__ import annotations
 
-from .backend import device_of, namespace_of, on_gpu
-
-# The batch goes through im2col, col2im and their multiplies a few images at a
-# time: as many as fit in a budget of column entries. On a CPU the budget is
-# about 2 MB of float32, so that a pass's columns are still in cache when the
-# multiply reads them; built for the whole batch at once they go out to memory
-# and back. The price is more, smaller BLAS calls, which a multithreaded BLAS
-# on a machine with every core busy can pay for in waits. On a GPU there is no
-# such cache to fit, and every pass costs a few dozen kernel launches (the k*k
-# slices of im2col and col2im): a training batch goes in one pass, and the
-# budget (256 MB of float32) only bounds the columns of a large evaluation
-# batch. Results do not depend on either (up to rounding);
-# benchmarks/conv_layers.py --pass-entries times other budgets.
-COLUMN_ENTRIES_PER_PASS = 2**19
-GPU_COLUMN_ENTRIES_PER_PASS = 2**26
+from .xp import device_of, namespace_of
 
 
 def same_padding(size, k, stride):
@@ -64,14 +50,6 @@ def zero_pad(x, pads):
     xpad = xp.zeros((N, H + t + b, W + l + r, C), dtype=x.dtype, device=device_of(x))
     xpad[:, t:t + H, l:l + W, :] = x
     return xpad
-
-
-def _passes(x, entries_per_image):
-    """x's batch as slices of whole images, within the pass budget of x's device (above); stops exact."""
-    N = x.shape[0]
-    budget = GPU_COLUMN_ENTRIES_PER_PASS if on_gpu(x) else COLUMN_ENTRIES_PER_PASS
-    per_pass = max(1, budget // entries_per_image)
-    return [slice(n, min(n + per_pass, N)) for n in range(0, N, per_pass)]
 
 
 def _tap(i, j, s, OH, OW):
@@ -116,10 +94,9 @@ def col2im(cols, xpad_shape, k, s, OH, OW):
 def conv2d_forward(x, W, b, stride):
     """2-D convolution, 'same' padding: y[n,oh,ow,f] = b[f] + sum_{i,j,c} xpad[n, s oh + i, s ow + j, c] W[i,j,c,f].
 
-    Computed as y = im2col(xpad) @ W2 + b, with W2 = W reshaped to (k*k*C, F),
-    a few images at a time. The cache keeps the padded input; the backward
-    builds the columns again rather than keeping them all (they are 2.25 times
-    the input at stride 2, 9 times at stride 1).
+    Computed as y = im2col(xpad) @ W2 + b, with W2 = W reshaped to (k*k*C, F).
+    The cache keeps the padded input; the backward builds the columns again
+    rather than keeping them (2.25 times the input at stride 2, 9 at stride 1).
     Shapes: x (N, H, W, C), W (k, k, C, F), b (F,) -> y (N, ceil(H/s), ceil(W/s), F).
     Derivation: docs/gradients.md#conv2d
     """
@@ -129,12 +106,9 @@ def conv2d_forward(x, W, b, stride):
     OH, OW = -(-H // s), -(-Wd // s)
     pads = (same_padding(H, k, s), same_padding(Wd, k, s))
     xpad = zero_pad(x, pads)                                     # (N, Hp, Wp, C)
-    W2 = xp.reshape(W, (k * k * C, F))
-    y = xp.empty((N, OH, OW, F), dtype=x.dtype, device=device_of(x))
-    for p in _passes(x, OH * OW * k * k * C):
-        cols = im2col(xpad[p, ...], k, s, OH, OW)                # (n OH OW, k k C)
-        y[p, ...] = xp.reshape(cols @ W2 + b, (-1, OH, OW, F))
-    return y, (xpad, W, x.shape, pads, s)
+    cols = im2col(xpad, k, s, OH, OW)                            # (N OH OW, k k C)
+    y = cols @ xp.reshape(W, (k * k * C, F)) + b                 # (N OH OW, F)
+    return xp.reshape(y, (N, OH, OW, F)), (xpad, W, x.shape, pads, s)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
@@ -150,16 +124,13 @@ def conv2d_backward(dy, cache, need_dx=True):
     k, C = W.shape[0], W.shape[2]
     (t, _), (l, _) = pads
     H, Wd = x_shape[1], x_shape[2]
-    W2 = xp.reshape(W, (k * k * C, F))
-    dW2 = xp.zeros((k * k * C, F), dtype=dy.dtype, device=device_of(dy))
-    dx = xp.empty(x_shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
-    for p in _passes(dy, OH * OW * k * k * C):
-        dy2 = xp.reshape(dy[p, ...], (-1, F))                    # (n OH OW, F)
-        dW2 += im2col(xpad[p, ...], k, s, OH, OW).T @ dy2        # cols^T dy2: (k k C, F)
-        if need_dx:
-            dxpad = col2im(dy2 @ W2.T, xpad[p, ...].shape, k, s, OH, OW)   # dcols = dy2 W2^T: (n OH OW, k k C)
-            dx[p, ...] = dxpad[:, t:t + H, l:l + Wd, :]          # the padding's gradient is dropped
-    db = xp.sum(xp.reshape(dy, (-1, F)), axis=0)                 # (F,)
+    dy2 = xp.reshape(dy, (-1, F))                                # (N OH OW, F)
+    dW2 = im2col(xpad, k, s, OH, OW).T @ dy2                     # cols^T dy2: (k k C, F)
+    db = xp.sum(dy2, axis=0)                                     # (F,)
+    dx = None
+    if need_dx:
+        dcols = dy2 @ xp.reshape(W, (k * k * C, F)).T            # (N OH OW, k k C)
+        dx = col2im(dcols, xpad.shape, k, s, OH, OW)[:, t:t + H, l:l + Wd, :]  # the padding's gradient dropped
     return dx, xp.reshape(dW2, W.shape), db
 
 
@@ -178,19 +149,15 @@ def conv2d_transpose_forward(x, W, b, stride):
     OH, OW = H * s, Wd * s
     pads = (same_padding(OH, k, s), same_padding(OW, k, s))
     (t, bt), (l, r) = pads
-    W2 = xp.reshape(W, (k * k * Cout, Cin))
-    y = xp.empty((N, OH, OW, Cout), dtype=x.dtype, device=device_of(x))
-    for p in _passes(x, H * Wd * k * k * Cout):
-        cols = xp.reshape(x[p, ...], (-1, Cin)) @ W2.T           # x2 W2^T: (n H W, k k C_out)
-        ypad = col2im(cols, (p.stop - p.start, OH + t + bt, OW + l + r, Cout), k, s, H, Wd)
-        y[p, ...] = ypad[:, t:t + OH, l:l + OW, :] + b           # crop the padding, add the bias
-    return y, (x, W, pads, s)
+    cols = xp.reshape(x, (-1, Cin)) @ xp.reshape(W, (k * k * Cout, Cin)).T   # x2 W2^T: (N H W, k k C_out)
+    ypad = col2im(cols, (N, OH + t + bt, OW + l + r, Cout), k, s, H, Wd)     # (N, OH + pads, OW + pads, C_out)
+    return ypad[:, t:t + OH, l:l + OW, :] + b, (x, W, pads, s)              # crop the padding, add the bias
 
 
 def conv2d_transpose_backward(dy, cache, need_dx=True):
     """Gradients of the transposed conv, a conv2d forward of dy: dx2 = dcols W2, dW2 = dcols^T x2, db = sum of dy.
 
-    dcols = im2col(pad(dy)), (N*H*W, k*k*C_out), built a few images at a time.
+    dcols = im2col(pad(dy)), (N*H*W, k*k*C_out).
     Shapes: dy (N, H*s, W*s, C_out) -> dx (N, H, W, C_in) (None when
     `need_dx` is False), dW (k, k, C_out, C_in), db (C_out,).
     Derivation: docs/gradients.md#transposed-conv
@@ -199,13 +166,8 @@ def conv2d_transpose_backward(dy, cache, need_dx=True):
     xp = namespace_of(dy)
     _, H, Wd, Cin = x.shape
     k, Cout = W.shape[0], W.shape[2]
-    W2 = xp.reshape(W, (k * k * Cout, Cin))
-    dW2 = xp.zeros((k * k * Cout, Cin), dtype=dy.dtype, device=device_of(dy))
-    dx = xp.empty(x.shape, dtype=dy.dtype, device=device_of(dy)) if need_dx else None
-    for p in _passes(dy, H * Wd * k * k * Cout):
-        dcols = im2col(zero_pad(dy[p, ...], pads), k, s, H, Wd)  # (n H W, k k C_out)
-        dW2 += dcols.T @ xp.reshape(x[p, ...], (-1, Cin))        # (k k C_out, C_in)
-        if need_dx:
-            dx[p, ...] = xp.reshape(dcols @ W2, (-1, H, Wd, Cin))
-    db = xp.sum(xp.reshape(dy, (-1, Cout)), axis=0)              # (C_out,)
+    dcols = im2col(zero_pad(dy, pads), k, s, H, Wd)                         # (N H W, k k C_out)
+    dW2 = dcols.T @ xp.reshape(x, (-1, Cin))                                # (k k C_out, C_in)
+    db = xp.sum(xp.reshape(dy, (-1, Cout)), axis=0)                         # (C_out,)
+    dx = xp.reshape(dcols @ xp.reshape(W, (k * k * Cout, Cin)), x.shape) if need_dx else None
     return dx, xp.reshape(dW2, W.shape), db

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
-from .backend import device_of, namespace_of
-from .errors import InputError
+from ..checks import Int, Layers, Real, Sizes
 from .layers import log_softmax_backward, log_softmax_forward, one_hot
-from . import vae
-from .nets import layer_from_dict, mlp, net_backward, net_forward
-from .vae import VAEConfig, _beta, _check_array, _sizes, check_batch, neg_elbo_backward, neg_elbo_forward
+from .nets import mlp, net_backward, net_forward
+from .vae import VAEConfig, neg_elbo_backward, neg_elbo_forward, neg_elbo_terms
+from .xp import device_of, namespace_of
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,9 @@ class M2Config(VAEConfig):
 
     classifier: layer specs mapping (D,) to (K,) logits; None: the MLP of
     cls_hidden with `activation`, ending in Dense(K).
-    alpha: weight of the labelled cross-entropy, per labelled image (the paper
-    uses 0.1 N for its summed objective; with means, see docs/semi_supervised.md).
+    alpha: weight of the labelled cross-entropy, which multiplies its mean over the
+    labelled batch (the paper uses 0.1 N for its summed objective; with means, see
+    docs/semi_supervised.md).
     balance: weight of KL(mean_u q(y | x_u) || uniform), which asks the
     classifier to use every class as often over a step's unlabelled images as
     the uniform p(y) says; 0, the default, is the paper's M2
@@ -49,29 +50,18 @@ class M2Config(VAEConfig):
     alpha: float = 0.1
     balance: float = 0.0
 
-    def __post_init__(self):
-        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int) or self.n_classes < 2:
-            raise InputError(f"M2 needs n_classes >= 2, got {self.n_classes!r}")
-        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0 and self.alpha == self.alpha):
-            raise InputError(f"alpha must be a number >= 0, got {self.alpha!r}")
-        object.__setattr__(self, "alpha", float(self.alpha))
-        if not (isinstance(self.balance, (int, float)) and 0 <= self.balance < math.inf):
-            raise InputError(f"balance must be a finite number >= 0, got {self.balance!r}")
-        object.__setattr__(self, "balance", float(self.balance))
-        object.__setattr__(self, "cls_hidden", _sizes(self.cls_hidden, "cls_hidden"))
-        if self.classifier is not None:
-            object.__setattr__(self, "classifier", tuple(layer_from_dict(d) for d in self.classifier))
-        super().__post_init__()
+    RULES = {**VAEConfig.RULES, **dict(
+        n_classes=Int(2, say="M2 needs n_classes >= 2, got {value!r}"), cls_hidden=Sizes(), classifier=Layers(),
+        alpha=Real(0, fix="0.1 weighs the labelled cross-entropy as the paper does"),
+        balance=Real(0, fix="0 is the paper's M2"))}
 
-    @property
+    @cached_property
     def classifier_layers(self) -> tuple:
-        if self.classifier is not None:
-            return self.classifier
-        return mlp(self.cls_hidden, self.n_classes, self.activation)
+        return self.classifier if self.classifier is not None else mlp(self.cls_hidden, self.n_classes,
+                                                                       self.activation)
 
-    def networks(self) -> tuple:
-        return super().networks() + (("cls", self.classifier_layers, self.input_dim, self.n_classes,
-                                      "n_classes (the logits)"),)
+    def networks(self) -> dict:
+        return {**super().networks(), "cls": (self.classifier_layers, (self.input_dim,), (self.n_classes,))}
 
 
 @dataclass
@@ -111,7 +101,7 @@ def rows(x_l, y_l, x_u, K):
     return X, Y
 
 
-def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0, check_values=True):
+def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0):
     """M2 on a labelled batch (x_l, y_l) and an unlabelled batch x_u, and every parameter gradient.
 
     loss = mean_l L(x_l, y_l) + mean_u [sum_y pi_uy (L(x_u, y) + log pi_uy)] + alpha mean_l [-log pi_l,y_l]
@@ -120,16 +110,9 @@ def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0,
     labels, x_u (Nu, D), eps (Nl + Nu K, L), one row per stacked row (see `rows`).
     Returns (M2Parts, grads). Derivation: docs/gradients.md#m2 and #the-class-balance-term
     """
-    _check_array(eps, "eps")
-    _check_array(y_l, "y_l")
-    K = config.n_classes
-    X, Y = rows(x_l, y_l, x_u, K)
-    check_batch(X, params, config, eps, check_values, Y)
-    beta = _beta(beta)
     xp = namespace_of(x_l)
-    Nl, Nu = x_l.shape[0], x_u.shape[0]
-    if Nl < 1 or Nu < 1:
-        raise InputError(f"M2 needs labelled and unlabelled images, got {Nl} and {Nu}: pass at least one of each")
+    K, Nl, Nu = config.n_classes, x_l.shape[0], x_u.shape[0]
+    X, Y = rows(x_l, y_l, x_u, K)
 
     # ---------------- forward, top to bottom ----------------
     # 1. classifier: log q(y | x) on both batches                      (Nl + Nu, K)
@@ -174,33 +157,6 @@ def loss_and_grads(params: dict, x_l, y_l, x_u, eps, config: M2Config, beta=1.0,
     return M2Parts(loss, labelled, unlabelled, ce, class_kl), grads
 
 
-# ---------------------------------------------------------------------------
-# The training adapter: the one place M2 draws its noise (train.fit calls these)
-# ---------------------------------------------------------------------------
-
-Config = M2Config
-LABELLED_BATCH = 100   # labelled images per step, drawn afresh from the labelled set each step
-
-
-def train_step(params, batch, backend, config: M2Config, beta=1.0):
-    """One step: the unlabelled minibatch batch['x'] and a labelled minibatch drawn here.
-
-    batch: {'x': (Nu, D) unlabelled, 'x_labelled': (n, D), 'y_labelled': (n,)} with
-    the whole labelled set, from which min(LABELLED_BATCH, n) images are drawn
-    (so a small labelled set is cycled, as in the paper). eps is drawn here too.
-    Returns ({'loss', 'labelled', 'unlabelled', 'ce', 'class_kl'}, grads).
-    """
-    x_u, x_all, y_all = batch["x"], batch["x_labelled"], batch["y_labelled"]
-    xp = namespace_of(x_u)
-    n = x_all.shape[0]
-    pick = backend.asarray(backend.permutation(n)[:min(LABELLED_BATCH, n)])   # (Nl,)
-    x_l, y_l = xp.take(x_all, pick, axis=0), xp.take(y_all, pick, axis=0)
-    eps = backend.normal((x_l.shape[0] + x_u.shape[0] * config.n_classes, config.latent_dim))
-    parts, grads = loss_and_grads(params, x_l, y_l, x_u, eps, config, beta=beta, check_values=False)
-    return {"loss": parts.loss, "labelled": parts.labelled, "unlabelled": parts.unlabelled,
-            "ce": parts.ce, "class_kl": parts.class_kl}, grads
-
-
 def unlabelled_neg_elbo(params, x, eps, config: M2Config):
     """-ELBO of x with y a latent variable, p(y) uniform: sum_y pi_y (L(x, y) + log pi_y) + log K, (N,).
 
@@ -210,17 +166,6 @@ def unlabelled_neg_elbo(params, x, eps, config: M2Config):
     K, N = config.n_classes, x.shape[0]
     log_pi = classify(params, x, config)                                      # (N, K)
     X, Y = rows(x[:0, :], xp.zeros((0,), dtype=xp.int64, device=device_of(x)), x, K)
-    recon, kl = vae.neg_elbo_terms(params, X, eps, config, Y)
+    recon, kl = neg_elbo_terms(params, X, eps, config, Y)
     L_u = xp.reshape(recon + kl, (N, K))
     return xp.sum(xp.exp(log_pi) * (L_u + log_pi), axis=1) + math.log(K)
-
-
-def eval_terms(params, batch, backend, config: M2Config):
-    """Each test image's classification error (0/1) and -ELBO with y unobserved: {'error', 'neg_elbo'} (B,)."""
-    x, y = batch["x"], batch["y"]
-    xp = namespace_of(x)
-    log_pi = classify(params, x, config)
-    predicted = xp.argmax(log_pi, axis=1)
-    error = xp.astype(predicted != xp.astype(y, predicted.dtype), x.dtype)
-    eps = backend.normal((x.shape[0] * config.n_classes, config.latent_dim))
-    return {"error": error, "neg_elbo": unlabelled_neg_elbo(params, x, eps, config)}

@@ -1,17 +1,13 @@
 """Dense layers and activations as forward/backward pairs.
 
-Every pair follows one contract:
-
-    out, cache = thing_forward(inputs...)
-    dinputs... = thing_backward(dout, cache)
-
-`dout` is dL/dout for whatever scalar loss L sits downstream, and each
-backward returns dL/d(input) for the forward's inputs, in the same order.
+Every pair follows one contract: out, cache = thing_forward(inputs...), then
+dinputs... = thing_backward(dout, cache), where `dout` is dL/dout for the scalar loss L
+downstream, and each backward returns dL/d(input) for the forward's inputs, in order.
 Derivations: docs/gradients.md.
 """
 from __future__ import annotations
 
-from .backend import device_of, namespace_of
+from .xp import device_of, namespace_of
 
 
 def affine_forward(x, W, b):
@@ -59,9 +55,7 @@ def relu_backward(dy, cache):
     """dx = dy * [x > 0]; the cache is y, and y > 0 exactly where x > 0. docs/gradients.md#relu"""
     y = cache
     xp = namespace_of(dy)
-    # A multiply by the 0/1 mask rather than xp.where(y > 0, dy, 0.0): the same
-    # numbers for finite dy, and several times faster on NumPy, whose `where`
-    # is slow on masks without a pattern (docs/benchmarks.md#what-was-tried).
+    # a multiply by the 0/1 mask, not xp.where: docs/benchmarks.md#what-was-tried
     return dy * xp.astype(y > 0, dy.dtype)
 
 

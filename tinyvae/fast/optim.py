@@ -1,6 +1,6 @@
 """The optimizers' fast path: each update as one compiled loop over the elements (NumPy) or one kernel (CuPy).
 
-`Adam.step` and `SGD.step` (optim.py) are written formula by formula. On NumPy
+`Adam.step` and `SGD.step` (core/optim.py) are written formula by formula. On NumPy
 each of those lines is a separate pass over a parameter-sized array (Adam's
 step makes twelve), and on this project's benchmark the passes, not the
 arithmetic, are what cost: about a quarter of a training step. Here the same
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import cuda_elementwise_kernel, is_numpy_array, on_gpu
+from ..backend import cuda_elementwise_kernel, is_numpy_array, on_gpu
 
 _compiled = {}  # name -> the loop compiled by Numba, or the CUDA kernel built by CuPy, made on first use
 

@@ -1,21 +1,16 @@
 """The probabilistic pieces of the ELBO, as forward/backward pairs.
 
-Conventions, once for the whole package:
-
-- ``logvar`` is log sigma^2, always (never log sigma, never sigma).
-- The likelihood terms are *negative* log-likelihoods (we minimise), summed
-  over the pixels of each image: shape (N,), one number per image, in nats.
-- The KL term is summed over latent dimensions: shape (N,), nats per image.
-- Randomness is an argument: the sampler takes ``eps`` from its caller, so the
-  same ``eps`` flows through forward and backward, and a test can freeze it.
-
+Conventions, once for the whole package: ``logvar`` is log sigma^2, always. The
+likelihood terms are *negative* log-likelihoods summed over each image's pixels, and
+the KL is summed over latent dimensions: shape (N,), nats per image. Randomness is an
+argument: the sampler takes ``eps``, so forward and backward see the same noise.
 Derivations: docs/gradients.md.
 """
 from __future__ import annotations
 
 import math
 
-from .backend import namespace_of
+from .xp import namespace_of
 from .layers import softplus
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -46,11 +41,8 @@ def bernoulli_nll_backward(dnll, cache):
     """
     logits, x, softplus_a = cache
     xp = namespace_of(logits)
-    # sigma(a) = exp(a - softplus(a)), since log sigma(a) = -softplus(-a) = a - softplus(a).
-    # The exponent is <= 0, so nothing overflows. Reusing the forward's softplus
-    # costs one exp, where `sigmoid(logits)` costs an exp and a `where`; the two
-    # agree to half a rounding step of |a| (tests/test_fast_paths.py,
-    # docs/benchmarks.md#what-was-tried).
+    # sigma(a) = exp(a - softplus(a)), as log sigma(a) = a - softplus(a); the exponent is <= 0,
+    # and the forward's softplus is reused (docs/benchmarks.md#what-was-tried).
     p = xp.exp(logits - softplus_a)  # sigma(a), (N, D)
     return (p - x) * dnll[:, None]  # (N, D)
 
@@ -140,7 +132,7 @@ def kl_normal_backward(dkl, cache):
 def normal_logpdf(z, mu, logvar):
     """log N(z; mu, e^logvar), summed over the last axis. Shapes: (..., L) -> (...).
 
-    Used by the importance-weighted bound (no gradient needed).
+    Used by the importance-weighted bound, for log p(z) (no gradient needed).
     """
     xp = namespace_of(z)
     r = z - mu
