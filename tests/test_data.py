@@ -149,7 +149,7 @@ def test_data_dir_loads_and_is_cached(fake, tmp_path, gz):
     write_idx_dir(tmp_path, fake, gz=gz)
     got = data.load_mnist(data_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert_same(got, fake)
-    assert_same(data._read_cache(tmp_path / "cache" / "mnist.npz"), fake)
+    assert_same(data._read_cache(tmp_path / "cache" / data.CACHE_FILE), fake)
 
 
 def test_data_dir_checksum_mismatch_names_the_file(fake, tmp_path):
@@ -158,7 +158,7 @@ def test_data_dir_checksum_mismatch_names_the_file(fake, tmp_path):
     write_idx_dir(tmp_path, wrong)
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: test images fail .*SHA-256"):
         data.load_mnist(data_dir=tmp_path, cache_dir=tmp_path / "cache")
-    assert not (tmp_path / "cache" / "mnist.npz").exists()
+    assert not (tmp_path / "cache" / data.CACHE_FILE).exists()
 
 
 def test_data_dir_wrong_labels_names_the_file(fake, tmp_path):
@@ -187,13 +187,16 @@ def test_data_dir_missing_file_does_not_fall_through(fake, tmp_path, monkeypatch
 
 
 def test_valid_cache_is_used(fake, tmp_path, monkeypatch):
-    data._write_cache(tmp_path / "mnist.npz", fake)
+    data._write_cache(tmp_path / data.CACHE_FILE, fake)
     monkeypatch.setattr(data, "_load_from_mirrors", lambda *a: pytest.fail("cache not used"))
     assert_same(data.load_mnist(cache_dir=tmp_path), fake)
 
 
-def _garbage(path, d):
-    path.write_bytes(b"not an npz at all")
+def _damaged_inside(path, d):
+    data._write_cache(path, d)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)     # a CRC or deflate error in x_train
+    path.write_bytes(bytes(raw))
 
 
 def _truncated(path, d):
@@ -205,9 +208,11 @@ def _wrong_pixels(path, d):
     data._write_cache(path, d._replace(x_train=255 - d.x_train))
 
 
-@pytest.mark.parametrize("spoil", [_garbage, _truncated, _wrong_pixels])
+@pytest.mark.parametrize("spoil", [_damaged_inside, _truncated, _wrong_pixels])
 def test_corrupt_cache_is_deleted_and_refetched(fake, tmp_path, monkeypatch, spoil):
-    cache = tmp_path / "mnist.npz"
+    """A cache tinyvae wrote (it begins with its marker) that fails a check goes; a file
+    tinyvae did not write is never deleted (tests/test_file_safety.py)."""
+    cache = tmp_path / data.CACHE_FILE
     spoil(cache, fake)
     with pytest.warns(UserWarning, match="deleting it"):
         assert data._read_cache(cache) is None
@@ -222,7 +227,7 @@ def test_corrupt_cache_is_deleted_and_refetched(fake, tmp_path, monkeypatch, spo
 
 
 def test_cache_write_is_atomic(fake, tmp_path, monkeypatch):
-    cache = tmp_path / "mnist.npz"
+    cache = tmp_path / data.CACHE_FILE
     data._write_cache(cache, fake)
     before = cache.read_bytes()
 
@@ -234,10 +239,10 @@ def test_cache_write_is_atomic(fake, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         data._write_cache(cache, fake._replace(x_test=fake.x_test // 2))
     assert cache.read_bytes() == before  # the old cache, untouched
-    assert os.listdir(tmp_path) == ["mnist.npz"]  # and no temporary file left
+    assert os.listdir(tmp_path) == [data.CACHE_FILE]  # and no temporary file left
 
     with pytest.raises(OSError):
-        data._write_cache(tmp_path / "new" / "mnist.npz", fake)
+        data._write_cache(tmp_path / "new" / data.CACHE_FILE, fake)
     assert os.listdir(tmp_path / "new") == []  # no half file under the final name
 
 
@@ -283,14 +288,16 @@ def test_mirrors_skip_a_dead_host_and_fill_the_cache(fake, tmp_path, monkeypatch
     got = data.load_mnist(cache_dir=tmp_path, progress=False)
     assert_same(got, fake)
     assert list(calls.values()) == [1, 4]  # the dead mirror was asked once, not four times
-    assert sorted(os.listdir(tmp_path)) == sorted([*data.GZ_SHA256, "mnist.npz"])
+    assert sorted(os.listdir(tmp_path)) == sorted([data.DOWNLOAD_DIR, data.CACHE_FILE])
+    assert sorted(os.listdir(tmp_path / data.DOWNLOAD_DIR)) == sorted(data.GZ_SHA256)
 
 
 def test_mirror_file_failing_its_checksum_is_not_kept(fake, tmp_path, monkeypatch):
     fake_mirrors(monkeypatch, fake, corrupt={"t10k-images-idx3-ubyte.gz"})
     with pytest.raises(DataError, match=r"no mirror served t10k-images-idx3-ubyte\.gz.*SHA-256"):
         data._load_from_mirrors(tmp_path, progress=False)
-    assert not any(name.startswith("t10k-images") for name in os.listdir(tmp_path))
+    kept = tmp_path / data.DOWNLOAD_DIR
+    assert not any(name.startswith("t10k-images") for name in os.listdir(kept))
 
 
 # ---- source 4: the copy on PyPI ---------------------------------------------------

@@ -25,9 +25,10 @@ from tinyvae.backend import get_backend
 from tinyvae.checkpoint import load_checkpoint
 from tinyvae.data import MNIST, to_unit_interval
 from tinyvae.errors import InputError
-from tinyvae.nets import Conv, ConvTranspose, Dense, Flatten, Reshape, keras_conv_decoder
+from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
+from tinyvae.specs import keras_conv_decoder
 from tinyvae.train import TrainConfig, fit
-from tinyvae.vae import VAEConfig, decode_mean, encode, init_params
+from tinyvae.core.vae import VAEConfig, decode_mean, encode, init_params
 
 TOLERANCE = 1e-5            # max |JS pixel - Python pixel|, the bar
 Z_POINTS = [(0.0, 0.0), (0.37, -1.25), (-2.6, 1.9), (3.7, -3.1), (-0.05, 0.8)]

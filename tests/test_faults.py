@@ -299,9 +299,9 @@ def test_kill_9_mid_write_leaves_nothing_after_the_next_run_starts(tmp_path, tin
     proc.kill()                                   # SIGKILL: no cleanup runs
     proc.wait()                                   # reaped, as a shell would
     left = temp_files(out)
-    assert left == [f".checkpoint.npz.{proc.pid}.tmp"]      # the half-written file is there ...
+    assert left == [checkpoint.temp_path(out / "checkpoint.npz", proc.pid).name]  # the half-written file ...
     assert (out / "checkpoint.npz").read_bytes() == before  # ... and the checkpoint is whole
-    (out / f".samples.png.{proc.pid}.tmp").write_bytes(b"")  # as plots' writer would leave it
+    checkpoint.temp_path(out / "samples.png", proc.pid).write_bytes(b"")  # as plots' writer would leave it
 
     seen_at_start = []
     real_epoch = train.train_epoch
@@ -322,9 +322,9 @@ def test_the_temp_file_of_a_live_process_is_kept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
-        live_file = tmp_path / f".checkpoint.npz.{sleeper.pid}.tmp"
-        dead_file = tmp_path / f".checkpoint.npz.{dead.pid}.tmp"
-        other = tmp_path / ".notes.tmp"                 # not a writer's temp file: no pid
+        live_file = checkpoint.temp_path(tmp_path / "checkpoint.npz", sleeper.pid)
+        dead_file = checkpoint.temp_path(tmp_path / "checkpoint.npz", dead.pid)
+        other = tmp_path / f".notes.{dead.pid}.tmp"     # not a tinyvae temp file: a user's
         for p in (live_file, dead_file, other):
             p.write_bytes(b"x")
         assert checkpoint.remove_stale_temp_files(tmp_path) == [dead_file]
@@ -337,10 +337,10 @@ def test_the_temp_file_of_a_live_process_is_kept(tmp_path):
 def test_the_mnist_cache_writer_sweeps_a_dead_writers_temp_file(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".mnist.npz.{dead.pid}.tmp"
+    stale = checkpoint.temp_path(tmp_path / data.CACHE_FILE, dead.pid)
     stale.write_bytes(b"half of a 50 MB cache")
-    data._write_cache(tmp_path / "mnist.npz", tiny_mnist_data())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz"]
+    data._write_cache(tmp_path / data.CACHE_FILE, tiny_mnist_data())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data.CACHE_FILE]
 
 
 # ---- 4. Ctrl-C ---------------------------------------------------------------------

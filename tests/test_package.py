@@ -184,3 +184,32 @@ def test_fit_has_no_per_model_branch():
     source = (Path(tinyvae.__file__).parent / "train.py").read_text()
     assert '== "m2"' not in source and '== "vae"' not in source and '"x_"' not in source
     assert set(models.MODELS) == {VAEConfig, AEConfig, M2Config}
+
+
+def test_gradient_checks_refuse_float32():
+    """In float32 a correct gradient checks at ~1e-2: the checker refuses rather than return a number that misleads."""
+    from tinyvae.core.layers import affine_backward, affine_forward
+    from tinyvae.gradcheck import check_backward, check_model_gradients
+    config = VAEConfig(input_dim=6, enc_hidden=(4,), dec_hidden=(4,), latent_dim=2)
+    be = make("numpy", dtype="float32")
+    params = vae.init_params(config, be)
+    x, eps = be.uniform((3, 6)), be.normal((3, 2))
+    with pytest.raises(InputError, match="check_model_gradients needs float64 arrays.*float32"):
+        check_model_gradients(lambda q: (lambda r: (r[0].loss, r[1]))(vae.loss_and_grads(q, x, eps, config)), params)
+    with pytest.raises(InputError, match="check_backward needs float64"):
+        check_backward(affine_forward, affine_backward, [x, params["enc.0.W"], params["enc.0.b"]])
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_a_bad_seed_is_one_line(seed):
+    from tinyvae.errors import BackendError
+    with pytest.raises(BackendError, match="seed must be an integer >= 0"):
+        tinyvae.get_backend("numpy", seed=seed)
+
+
+def test_fit_without_an_output_folder_is_one_line():
+    from tinyvae.train import fit
+    config = VAEConfig(input_dim=6, enc_hidden=(4,), dec_hidden=(4,), latent_dim=2)
+    x = np.random.default_rng(0).random((8, 6)).astype(np.float32)
+    with pytest.raises(InputError, match="out_dir must be a folder name"):
+        fit(x, x, config, TrainConfig(epochs=1), tinyvae.get_backend("numpy"), out_dir=None)

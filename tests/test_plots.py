@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from statistics import NormalDist
 
 import numpy as np
@@ -328,3 +329,104 @@ def test_m2_curves(tmp_path, n_epochs):
     assert path == tmp_path / "curves.png"
     with pytest.raises(InputError):
         plots.m2_curves([], tmp_path / "none.png")
+
+
+# one or two images, a latent of one unit; none: one line ---------------------
+
+
+@pytest.fixture
+def warnings_are_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_every_picture_of_images_draws_one_or_two(tmp_path, warnings_are_errors, n):
+    x = digits(n)
+    is_anomaly = np.arange(n) % 2 == 1                 # n = 1: no anomaly at all
+    written = [
+        plots.reconstructions(x, digits(n, seed=1), tmp_path / "recon.png"),
+        plots.samples(x, tmp_path / "samples.png"),
+        plots.image_rows([("only", x), ("none", x[:0])], tmp_path / "rows.png", "title"),
+        plots.manifold(lambda z: np.full((len(z), 784), 0.5), n, tmp_path / "manifold.png"),
+        plots.score_histograms({"s": np.arange(n, dtype=float)}, is_anomaly, tmp_path / "hist.png"),
+        plots.score_histograms({"s": np.ones(n)}, np.zeros(n, bool), tmp_path / "hist_normal.png"),
+        plots.score_vs_ink(np.arange(n), np.arange(n), is_anomaly, tmp_path / "ink.png", "s"),
+        plots.unit_activities({"one unit": np.ones(1)}, tmp_path / "units.png"),
+    ]
+    for path in written:
+        assert png_size(path)[0] > 0
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in written)   # no temporary file left
+
+
+@pytest.mark.parametrize("n, latent, spread", [
+    (1, 1, "distinct"), (1, 2, "distinct"), (1, 20, "distinct"),
+    (2, 1, "distinct"), (2, 2, "identical"), (2, 3, "distinct"), (2, 20, "identical")])
+def test_latent_scatters_of_one_or_two_points(tmp_path, warnings_are_errors, n, latent, spread):
+    """demos/mnist.py --limit 1 scatters one test digit's 20-D code: PCA of one point has one component."""
+    z = np.random.default_rng(6).normal(size=(n, latent)) if spread == "distinct" else np.ones((n, latent))
+    labels = np.arange(n) % 10
+    assert png_size(plots.latent_scatter(z, labels, tmp_path / "latent.png")) == (640, 520)
+    plots.latent_scatters({"AE": z, "VAE": 2 * z}, labels, tmp_path / "scatters.png")
+    assert sorted(os.listdir(tmp_path)) == ["latent.png", "scatters.png"]
+
+
+def test_scatter_coordinates_of_one_point_are_finite():
+    for latent in (1, 2, 3, 20):
+        x, y, xlabel, ylabel = plots._scatter_coordinates(np.full((1, latent), 0.5))
+        assert x.shape == y.shape == (1,) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))
+        assert "nan" not in xlabel + ylabel
+
+
+@pytest.mark.parametrize("n, latent", [(1, 20), (2, 20), (1, 3), (5, 1)])
+def test_principal_components_of_too_few_points_or_units_pad_with_zeros(n, latent):
+    z = np.random.default_rng(7).normal(size=(n, latent))
+    pcs = plots.principal_components(z, k=2)
+    assert pcs.shape == (n, 2)
+    np.testing.assert_allclose(pcs[:, min(n, latent):], 0.0)
+    np.testing.assert_allclose(pcs.mean(axis=0), 0.0, atol=1e-12)
+
+
+NO_IMAGES = {
+    "reconstructions": lambda p: plots.reconstructions(digits(0), digits(0), p),
+    "samples": lambda p: plots.samples(digits(0), p),
+    "manifold": lambda p: plots.manifold(lambda z: np.zeros((len(z), 784)), 0, p),
+    "latent_scatter": lambda p: plots.latent_scatter(np.zeros((0, 20)), np.zeros(0, int), p),
+    "latent_scatter of no units": lambda p: plots.latent_scatter(np.zeros((3, 0)), np.zeros(3, int), p),
+    "latent_scatters": lambda p: plots.latent_scatters({"AE": np.zeros((0, 2))}, np.zeros(0, int), p),
+    "score_histograms": lambda p: plots.score_histograms({"s": np.zeros(0)}, np.zeros(0, bool), p),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NO_IMAGES))
+def test_a_picture_of_no_images_is_refused_in_one_line(tmp_path, name):
+    with pytest.raises(InputError) as e:
+        NO_IMAGES[name](tmp_path / "x.png")
+    assert "\n" not in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+# temporary files: the one naming rule of checkpoint.atomic_write -----------------
+
+def test_pictures_are_written_through_checkpoint_atomic_write(tmp_path, monkeypatch):
+    """plots has no temp-file naming of its own: prepare_out_dir sweeps what a killed run leaves."""
+    from tinyvae import checkpoint
+    seen, real = [], checkpoint.atomic_write
+
+    def spy(path, write):
+        seen.append(path)
+        return real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", spy)
+    path = plots.samples(digits(4), tmp_path / "samples.png")
+    assert seen == [tmp_path / "samples.png"] and png_size(path) and os.listdir(tmp_path) == ["samples.png"]
+
+
+def test_a_failed_picture_write_is_one_output_error_line(tmp_path, monkeypatch):
+    from tinyvae.checkpoint import OutputError
+    monkeypatch.setattr(os, "replace", refuse_replace)
+    with pytest.raises(OutputError) as e:
+        plots.latent_scatter(np.zeros((3, 2)), np.arange(3), tmp_path / "latent.png")
+    assert "\n" not in str(e.value) and str(tmp_path / "latent.png") in str(e.value)
+    assert os.listdir(tmp_path) == []

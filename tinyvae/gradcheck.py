@@ -14,6 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import device_of, namespace_of, to_numpy
+from .errors import InputError
+
+
+def _float64_only(arrays: dict, caller: str):
+    """Refuse non-float64 arrays: in float32 the differences' rounding error is ~1e-2, so no error means anything."""
+    odd = [f"{k} is {a.dtype}" for k, a in arrays.items()
+           if not hasattr(a, "dtype") or a.dtype != namespace_of(a).float64]
+    if odd:
+        raise InputError(f"{caller} needs float64 arrays ({', '.join(odd[:3])}): in float32 finite differences "
+                         "are off by ~1e-2 and prove nothing; make them with get_backend(name, dtype='float64')")
 
 
 def numerical_gradient(f, x, h=1e-6):
@@ -64,6 +74,7 @@ def check_backward(forward, backward, inputs, dout=None, h=1e-6, rng=None):
     list of arrays (the forward's arguments, in order); the result lists the
     relative error of each returned gradient, in the same order.
     """
+    _float64_only({f"input {i}": x for i, x in enumerate(inputs)}, "check_backward")
     out, cache = forward(*inputs)
     xp = namespace_of(out)
     if dout is None:
@@ -89,6 +100,7 @@ def check_model_gradients(loss_fn, params: dict, h=1e-6):
     loss_fn(params) -> (loss, grads), with all randomness (eps) frozen inside it.
     Returns {name: rel_error}. Params must be float64.
     """
+    _float64_only(params, "check_model_gradients")
     _, grads = loss_fn(params)
     errors = {}
     for name, p in params.items():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -34,6 +35,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from . import checkpoint
 from .errors import InputError
 
 DPI = 100           # pixels per inch of every saved PNG
@@ -63,28 +65,25 @@ def principal_components(z, k=2):
     """Project points onto their first k principal components (SVD of the centred data).
 
     z (N, L) -> (N, k); column j is the coordinate along the j-th direction of
-    greatest variance, so column 0 has the largest variance.
+    greatest variance, so column 0 has the largest variance. N points span at
+    most min(N - 1, L) directions: the columns beyond min(N, L) are 0.
     """
+    z = np.asarray(z, dtype=np.float64)
     centred = z - z.mean(axis=0)                           # (N, L)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # rows of vt: directions, (L, L)
-    return centred @ vt[:k].T                               # (N, L) @ (L, k) -> (N, k)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # rows of vt: directions, (min(N, L), L)
+    pcs = centred @ vt[:k].T                                # (N, L) @ (L, k') -> (N, k'), k' <= k
+    return np.pad(pcs, ((0, 0), (0, k - pcs.shape[1])))    # (N, k): too few points or units, zeros
 
 
 def _save(fig, path):
-    """Write `fig` as a PNG to `path` atomically: a temporary file, then os.replace.
+    """Write `fig` as a PNG to `path` atomically, through checkpoint.atomic_write.
 
-    A failure mid-write leaves the old file (or none), never half a PNG.
+    Its temporary file beside `path` is named as every tinyvae temporary file is,
+    so prepare_out_dir sweeps the one a killed run leaves. A failure mid-write
+    leaves the old file (or none), never half a PNG, and raises OutputError, one line.
     """
-    directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")  # same directory: replace is atomic
-    try:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):  # still there only if something failed
-            os.remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    checkpoint.atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=DPI))
     return path
 
 
@@ -127,6 +126,9 @@ def reconstructions(originals, recons, path, n=10):
     if np.shape(originals) != np.shape(recons):
         raise InputError(f"originals {np.shape(originals)} and recons {np.shape(recons)} "
                          "differ in shape; pass the reconstructions of these digits")
+    if len(originals) == 0 or n < 1:
+        raise InputError(f"reconstructions needs at least one image to show, got {len(originals)} "
+                         f"images and n={n}")
     n = min(n, len(originals))
     grid = tile_images(np.concatenate([originals[:n], recons[:n]]), 2, n)  # (2*28, n*28)
     fig, ax = _grid_figure(grid, "Test digits (top) and reconstructions (bottom)")
@@ -190,6 +192,8 @@ def manifold(decode_fn, n, path):
     decode_fn: (M, 2) -> (M, 784) in [0, 1]. Column j has z1 = latent_grid(n)[j]
     (increasing to the right); row i has z2 = latent_grid(n)[n-1-i] (increasing upwards).
     """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"manifold needs a grid of n >= 1 tiles per side, got n={n!r}")
     zs = latent_grid(n)                               # (n,)
     z1, z2 = np.meshgrid(zs, zs[::-1])                # (n, n) each; row 0 is the top row
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)    # (n*n, 2), row by row
@@ -207,8 +211,9 @@ def manifold(decode_fn, n, path):
 def _scatter_coordinates(z_mean):
     """Two coordinates to plot per point, and their axis labels.
 
-    z_mean (N, L) -> x (N,), y (N,), xlabel, ylabel. L == 2: z itself;
-    L > 2: the first two principal components; L == 1: z against random jitter.
+    z_mean (N, L), N >= 1 -> x (N,), y (N,), xlabel, ylabel. L == 2: z itself;
+    L > 2: the first two principal components (0 where N is too small to have
+    them); L == 1: z against random jitter.
     """
     latent = z_mean.shape[1]
     if latent == 1:
@@ -217,9 +222,22 @@ def _scatter_coordinates(z_mean):
     if latent == 2:
         return z_mean[:, 0], z_mean[:, 1], "z1", "z2"
     pcs = principal_components(z_mean, k=2)                  # (N, 2)
-    share = pcs.var(axis=0) / z_mean.var(axis=0).sum()       # fraction of total variance
+    total = z_mean.var(axis=0).sum()
+    share = pcs.var(axis=0) / total if total > 0 else np.zeros(2)   # fraction of total variance
     return (pcs[:, 0], pcs[:, 1], f"PC 1 of z ({share[0]:.0%} of variance)",
             f"PC 2 of z ({share[1]:.0%} of variance)")
+
+
+def _check_codes(z, labels, what):
+    """z as a host (N, L) float array with N >= 1, L >= 1, matching labels (N,); InputError otherwise."""
+    z = np.asarray(z, dtype=np.float64)  # host-side, for the PCA's SVD; not training
+    if z.ndim != 2 or np.ndim(labels) != 1 or len(labels) != len(z):
+        raise InputError(f"{what} {z.shape} and labels {np.shape(labels)} do not match; "
+                         "pass z (N, L) and labels (N,)")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        raise InputError(f"{what} has shape {z.shape}: pass at least one point with at least one "
+                         "latent unit, (N, L) with N, L >= 1")
+    return z
 
 
 def latent_scatter(z_mean, labels, path):
@@ -227,10 +245,7 @@ def latent_scatter(z_mean, labels, path):
 
     z_mean (N, L), labels (N,) ints 0..9. See _scatter_coordinates for L != 2.
     """
-    z_mean = np.asarray(z_mean, dtype=np.float64)  # host-side, for the PCA's SVD; not training
-    if z_mean.ndim != 2 or len(labels) != len(z_mean):
-        raise InputError(f"z_mean {z_mean.shape} and labels {np.shape(labels)} do not match; "
-                         "pass z_mean (N, L) and labels (N,)")
+    z_mean = _check_codes(z_mean, labels, "z_mean")
     x, y, xlabel, ylabel = _scatter_coordinates(z_mean)
     cmap = ListedColormap(colormaps["tab10"].colors)
     norm = BoundaryNorm(np.arange(-0.5, 10), cmap.N)          # one colour per digit 0..9
@@ -275,6 +290,8 @@ def score_histograms(scores, is_anomaly, path, title=None):
     """
     if not scores:
         raise InputError("score_histograms needs at least one score")
+    if np.size(is_anomaly) == 0:
+        raise InputError("score_histograms needs the scores of at least one image")
     cols = min(len(scores), HIST_COLUMNS)
     rows = -(-len(scores) // cols)
     fig = _new_figure(4.2 * cols, 3.6 * rows, layout="constrained")
@@ -287,6 +304,8 @@ def score_histograms(scores, is_anomaly, path, title=None):
         hi = hi if hi > lo else lo + 1.0                   # all equal: one visible bin
         bins = np.linspace(lo, hi, HIST_BINS + 1)
         for flag, name in ((False, "normal"), (True, "anomalous")):
+            if not np.any(anomalous == flag):              # no such images: no histogram (0 / 0)
+                continue
             ax.hist(np.clip(values[anomalous == flag], lo, hi), bins=bins, density=True,
                     histtype="stepfilled", alpha=0.55, color=ANOMALY_COLOURS[flag], label=f"{name} ({np.sum(anomalous == flag)})")
         ax.set_xlabel(label)
@@ -383,10 +402,7 @@ def latent_scatters(panels, labels, path, title=None):
     fig = _new_figure(4.6 * len(panels) + 0.8, 4.8, layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (name, z) in zip(axes, panels.items()):
-        z = np.asarray(z, dtype=np.float64)
-        if z.ndim != 2 or len(labels) != len(z):
-            raise InputError(f"panel {name!r}: z {z.shape} and labels {np.shape(labels)} do not match; "
-                             "pass z (N, L) and labels (N,)")
+        z = _check_codes(z, labels, f"panel {name!r}: z")
         x, y, xlabel, ylabel = _scatter_coordinates(z)
         ax.scatter(x, y, c=labels, cmap=cmap, norm=norm, s=3, alpha=0.5, linewidths=0)
         if z.shape[1] == 2:

@@ -46,7 +46,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -57,11 +56,14 @@ from .checkpoint import (
     METRICS_FILE,
     OutputError,
     check_checkpoint,
+    check_output_path,
     check_resumable,
     checkpoint_bytes,
     format_bytes,
+    hold_folder,
     load_checkpoint,
     prepare_out_dir,
+    remove_if_empty,
     save_checkpoint,
     write_json,
 )
@@ -294,7 +296,7 @@ def _host_memory() -> int | None:
         return None
 
 
-def memory_needed(config: VAEConfig, tconfig: TrainConfig, itemsize: int) -> int:
+def memory_needed(config: VAEConfig, tconfig: TrainConfig, itemsize: int, n_images=None) -> int:
     """About how many bytes training holds at once, counted from the shapes alone (nothing allocated).
 
     4 copies of every parameter (the weights, their gradients, Adam's m and v),
@@ -306,10 +308,11 @@ def memory_needed(config: VAEConfig, tconfig: TrainConfig, itemsize: int) -> int
     n_params = sum(math.prod(s) for s in shapes.values())
     units = config.input_dim + sum(s[-1] for name, s in shapes.items() if name.endswith(".W"))
     batch = max(tconfig.batch_size, tconfig.eval_batch_size)
+    batch = batch if n_images is None else min(batch, n_images)   # a batch never holds more than the data
     return itemsize * (4 * n_params + 3 * batch * units)
 
 
-def check_memory(config: VAEConfig, tconfig: TrainConfig, backend):
+def check_memory(config: VAEConfig, tconfig: TrainConfig, backend, n_images=None):
     """Refuse, in one line naming the bytes, a model that cannot fit in this machine's memory.
 
     On the CPU backends the need is held against the physical memory before
@@ -321,7 +324,7 @@ def check_memory(config: VAEConfig, tconfig: TrainConfig, backend):
         return
     have = _host_memory()
     itemsize = 8 if backend.dtype_name == "float64" else 4
-    need = memory_needed(config, tconfig, itemsize)
+    need = memory_needed(config, tconfig, itemsize, n_images)
     if have is not None and need > have:
         n_params = sum(math.prod(s) for s in param_shapes(config).values())
         raise InputError(
@@ -521,6 +524,8 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     saved), OutputError (a failed write; the previous files are unchanged),
     Interrupted (Ctrl-C; says which epochs are saved).
     """
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise InputError(f"out_dir must be a folder name, got {out_dir!r}: pass e.g. out_dir='runs/mnist'")
     if backend.seed != tconfig.seed:
         raise InputError(f"backend seed {backend.seed} differs from TrainConfig.seed {tconfig.seed}: "
                          "make it with get_backend(name, seed=tconfig.seed)")
@@ -530,21 +535,30 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     model = models.for_config(config)
     data = {"n_train": _n_images(x_train, "x_train"), "n_test": _n_images(x_test, "x_test")}
     data.update({k: _n_images(v, "x_labelled") for k, v in model.inputs(config, y_train, y_test, labelled).items()})
-    check_memory(config, tconfig, backend)
+    check_memory(config, tconfig, backend, n_images=max(data.values()))
     itemsize = 8 if backend.dtype_name == "float64" else 4
     ckpt_size = checkpoint_bytes(param_shapes(config), itemsize)
-    ckpt_path = Path(out_dir) / CHECKPOINT_FILE
+    ckpt_path = check_output_path(out_dir) / CHECKPOINT_FILE
     old_size = ckpt_path.stat().st_size if ckpt_path.is_file() else 0
     copies = 1 if tconfig.epochs == 1 else 2      # from epoch 2 on, the new file beside the old
-    out_dir = prepare_out_dir(out_dir, (CHECKPOINT_FILE, METRICS_FILE),
+    if not resume and not overwrite and ckpt_path.exists():
+        raise CheckpointError(f"{ckpt_path.parent} already holds a checkpoint from an earlier run: continue it "
+                              "with --resume, start over with --overwrite, or pass a new --out")
+    out_dir = prepare_out_dir(out_dir, (CHECKPOINT_FILE, METRICS_FILE), overwrite=resume or overwrite,
                               need_bytes=max(ckpt_size, copies * ckpt_size - old_size))
-    had_checkpoint = ckpt_path.exists()
-    if not resume and not overwrite and had_checkpoint:
-        raise CheckpointError(
-            f"{out_dir} already holds a checkpoint from an earlier run: continue it with "
-            "--resume, start over with --overwrite, or pass a new --out"
-        )
+    try:
+        with hold_folder(out_dir):                # a second run on this folder is refused, naming this one
+            return _run(x_train, x_test, config, tconfig, backend, out_dir, resume, progress, on_epoch,
+                        y_train, y_test, labelled, model, data)
+    finally:
+        remove_if_empty(out_dir)                  # a run that failed before writing leaves no folder behind
 
+
+def _run(x_train, x_test, config, tconfig, backend, out_dir, resume, progress, on_epoch,
+         y_train, y_test, labelled, model, data) -> FitResult:
+    """fit's training, once the output folder is checked and held: the epochs, each saved, then the IW bound."""
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    had_checkpoint = ckpt_path.exists()
     params, optimizer, epochs = _start(config, tconfig, backend, ckpt_path, data, resume)
     y_train = prepare_labels(y_train, data["n_train"], backend, config, "y_train")
     y_test = prepare_labels(y_test, data["n_test"], backend, config, "y_test")
@@ -589,6 +603,7 @@ def fit(x_train, x_test, config: VAEConfig, tconfig: TrainConfig, backend, out_d
     metrics = _metrics(config, tconfig, backend, data, epochs, iw)
     write_json(out_dir / METRICS_FILE, metrics)
     return FitResult(params, metrics)
+
 
 __all__ = ["TrainConfig", "FitResult", "DivergenceError", "Interrupted", "OutputError", "fit",
            "train_epoch", "evaluate", "iw_nll", "binarize", "check_memory", "memory_needed",
