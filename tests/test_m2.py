@@ -124,6 +124,9 @@ def _mutant(old, new):
 
 
 @pytest.mark.parametrize("old,new,config", [
+    # the labelled cross-entropy: its gradient divided by the wrong count, or its forward without the labels
+    ("dlog_pi_l = -config.alpha * Y_l / Nl", "dlog_pi_l = -config.alpha * Y_l / Nu", CONFIG),
+    ("ce = -xp.mean(xp.sum(Y_l * log_pi_l, axis=1))", "ce = -xp.mean(xp.sum(log_pi_l, axis=1))", CONFIG),
     # the entropy dropped, forward and backward alike: only the forward pin sees it
     ("unlabelled = xp.mean(xp.sum(pi_u * (L_u + log_pi_u), axis=1))",
      "unlabelled = xp.mean(xp.sum(pi_u * L_u, axis=1))", CONFIG),
@@ -139,7 +142,7 @@ def _mutant(old, new):
      "log_pibar = xp.mean(log_pi_u, axis=0)", BALANCED),
     # the balance's backward without the chain through pi = e^{log pi}
     ("config.balance * pi_u * (log_pibar + 1.0) / Nu", "config.balance * (log_pibar + 1.0) / Nu", BALANCED),
-], ids=["entropy-dropped-forward", "entropy-dropped-backward", "pi-for-log-pi", "rows-unweighted",
+], ids=["ce-backward-count", "ce-forward-no-labels", "entropy-dropped-forward", "entropy-dropped-backward", "pi-for-log-pi", "rows-unweighted",
         "balance-mean-of-log", "balance-chain-dropped"])
 def test_m2_checks_catch_a_planted_bug(old, new, config):
     be = make("numpy")

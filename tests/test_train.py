@@ -606,3 +606,17 @@ def test_train_epoch_reports_the_image_weighted_mean_of_its_batches(tmp_path):
         assert got[key] == pytest.approx(want[key], rel=1e-5), key
     # the pin tells the weighting apart: a plain mean of the batch means is another number
     assert np.mean(means[:, 0]) != pytest.approx(want["loss"], rel=1e-4)
+
+
+def test_without_a_terminal_long_work_prints_a_line_now_and_then_with_the_time_left(tmp_path, monkeypatch, capsys):
+    """A log file sees progress too (a bar only draws on a terminal): every PROGRESS_SECONDS, one line."""
+    monkeypatch.setattr(train, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(train, "IW_CHUNK_FLOATS", 1)          # one importance sample per chunk: 4 chunks
+    be = get_backend("numpy", seed=0)
+    fit(X_TRAIN, X_TEST, CONFIG, TrainConfig(epochs=1, batch_size=8, iw_k=4, iw_images=8), be, tmp_path)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("epoch 1: ") and "s left" in line for line in lines), lines
+    assert any(line.startswith("log p(x), k=4: ") and "s left" in line for line in lines), lines
+    fit(X_TRAIN, X_TEST, CONFIG, TrainConfig(epochs=1, batch_size=8, iw_k=4, iw_images=8), be, tmp_path,
+        overwrite=True, progress=False)
+    assert capsys.readouterr().err == ""

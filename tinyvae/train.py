@@ -86,6 +86,7 @@ STREAM_BINARIZE_TEST = 4  # the one fixed binarization of the test set
 STREAM_PICTURES = 5       # prior samples for the pictures (used by demos/mnist.py)
 
 PROGRESS_EVERY = 25      # steps between progress-bar updates (each one waits for the device)
+PROGRESS_SECONDS = 10.0  # without a terminal: a plain progress line at most this often
 IW_CHUNK_FLOATS = 1 << 22  # the importance samples are drawn in chunks of at most this many
                            # floats per layer output (16 MB in float32), so any k fits in memory
 
@@ -96,6 +97,38 @@ class DivergenceError(TinyVAEError, FloatingPointError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during fit; its message says which epochs are saved and how to go on."""
+
+
+class Progress:
+    """A bar on a terminal; without one (a log file, a pipe), a plain line to stderr at most every
+    PROGRESS_SECONDS, with the time left; nothing with progress=False. progress=True: always the bar."""
+
+    def __init__(self, total, desc, unit, progress=None):
+        tty = getattr(sys.stderr, "isatty", lambda: False)()
+        self.lines = progress is None and not tty
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr,
+                        disable=not (progress or (progress is None and tty)))
+        self.total, self.desc, self.unit, self.done, self.note = total, desc, unit, 0, ""
+        self.start = self.last = time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+    def update(self, n=1, note=None):
+        self.bar.update(n)
+        self.done += n
+        if note is not None:
+            self.note = note
+            self.bar.set_postfix_str(note)
+        now = time.perf_counter()
+        if self.lines and now - self.last >= PROGRESS_SECONDS and self.done < self.total:
+            left = (now - self.start) / self.done * (self.total - self.done)
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit}s{', ' + self.note if self.note else ''}, "
+                  f"about {left:.0f} s left", file=sys.stderr, flush=True)
+            self.last = now
 
 
 # ---------------------------------------------------------------------------
@@ -207,15 +240,13 @@ def train_epoch(params, optimizer, x, backend, config, tconfig: TrainConfig,
     totals = {}
     n_steps = -(-n // bs)
     beta_at = lambda step: kl_weight((epoch - 1) * n_steps + step, n_steps, tconfig)  # noqa: E731
-    with tqdm(total=n_steps, desc=f"epoch {epoch}", unit="step", leave=False,
-              disable=None if progress is None else not progress, file=sys.stderr) as bar:
+    with Progress(n_steps, f"epoch {epoch}", "step", progress) as bar:
         for step, (nb, parts) in enumerate(steps(params, optimizer, model, config, backend, x, order, bs,
                                                  y, extra, tconfig.binarize, beta_at), start=1):
             for k, v in parts.items():                                      # image-weighted sums, on device
                 totals[k] = totals.get(k, 0.0) + v * nb
-            bar.update(1)
-            if step % PROGRESS_EVERY == 0:
-                bar.set_postfix(loss=f"{float(totals['loss']) / min(step * bs, n):.2f}")
+            note = f"loss {float(totals['loss']) / min(step * bs, n):.2f}" if step % PROGRESS_EVERY == 0 else None
+            bar.update(1, note)
     return {k: float(v) / n for k, v in totals.items()}
 
 
@@ -267,8 +298,7 @@ def iw_nll(params, x, backend, config: VAEConfig, k: int, batch_size=500, progre
     batches = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     chunk = [max(1, min(k, IW_CHUNK_FLOATS // ((stop - start) * widest))) for start, stop in batches]
     total = backend.zeros(())
-    with tqdm(total=sum(-(-k // c) for c in chunk), desc=f"log p(x), k={k}", unit="chunk", leave=False,
-              disable=None if progress is None else not progress, file=sys.stderr) as bar:
+    with Progress(sum(-(-k // c) for c in chunk), f"log p(x), k={k}", "chunk", progress) as bar:
         for (start, stop), c in zip(batches, chunk):
             xb = x[start:stop, :]                                          # (B, D)
             yb = None if y is None else one_hot(y[start:stop], config.n_classes, like=xb)

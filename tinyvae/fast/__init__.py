@@ -5,5 +5,5 @@ core function its test oracle (tests/test_fast_paths.py).
 - fast.optim: Adam's and SGD's update as one compiled loop (Numba) or one CUDA kernel (CuPy).
 
 They are picked in one line each where the model is assembled: `nets.Conv.OP`, and
-`Adam(fast=True)` / `SGD(fast=True)`. How they are built: docs/package.md#fast-paths.
+`Adam(fast=True)` / `SGD(fast=True)`. How they are built: docs/package.md#fast-paths-beside-the-plain-ones.
 """
