@@ -1,7 +1,7 @@
 """The autoencoder family side by side: a plain AE, a denoising AE and a VAE, trained alike on MNIST.
 
     python demos/mnist_ae.py                                       # 784-400-2, masking 0.3, 10 epochs
-    python demos/mnist_ae.py --corruption gaussian --corruption-level 0.5
+    python demos/mnist_ae.py --corruption gaussian --corruption-level 0.5 --out runs/family-gaussian
     python demos/mnist_ae.py --latent-dim 20 --out runs/family-z20
 
 The three models have the same encoder and decoder shapes (784-400-L-400-784,
@@ -35,25 +35,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, add_size_flags, main_wrapper, one_line_parser, positive_float,
-                    start_run, train_config_kwargs)
-from tinyvae import ae, plots, vae
-from tinyvae.ae import AEConfig
-from tinyvae.checkpoint import METRICS_FILE, write_json
-from tinyvae.distributions import kl_normal_forward, reparameterize_forward
-from tinyvae.layers import sigmoid
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
-from tinyvae.vae import VAEConfig
+from common import (add_common_flags, add_size_flags, finish, fit_each, flag, from_flags, main_wrapper, mlp_shape,
+                    on_ctrl_c, one_line_parser, run_info, shape_name, start_run, train_config)
+from measures import code_spread, codes, family_markdown, in_batches, reconstruction_table
+from tinyvae import plots
+from tinyvae.checkpoint import METRICS_FILE
+from tinyvae.core import ae, vae
+from tinyvae.core.ae import AEConfig
+from tinyvae.core.layers import sigmoid
+from tinyvae.core.vae import VAEConfig
+from tinyvae.models import corrupt
+from tinyvae.train import STREAM_PICTURES
 
 MODELS = {"ae": "AE", "dae": "DAE", "vae": "VAE"}   # folder under --out: label
 DEFAULT_LEVEL = {"mask": 0.3, "gaussian": 0.5}     # the levels used in teaching
 STREAM_TEST_CORRUPTION = 10   # the one fixed corruption of the test set
-STREAM_TABLE = 11             # the VAE's z ~ q(z | x_in) in the table
-EVAL_BATCH = 1000
 N_SHOWN = 12                  # test digits in reconstructions.png
 N_SAMPLES = 24                # prior samples per model, two rows
 PICTURES = ("reconstructions.png", "samples.png", "latent_scatters.png")
@@ -77,78 +75,20 @@ def build_parser():
                    help="the DAE's corruption, and the test set's: mask (each pixel zeroed with "
                         "probability p) or gaussian (noise of std sigma, clipped to [0, 1]); "
                         "default %(default)s")
-    p.add_argument("--corruption-level", type=positive_float, default=None, metavar="P",
-                   help="p for mask (below 1), sigma for gaussian; default 0.3 for mask, 0.5 for gaussian")
+    flag(p, "--corruption-level", AEConfig, "corruption_level", default=None, metavar="P",
+         help="p for mask (below 1), sigma for gaussian; default 0.3 for mask, 0.5 for gaussian")
     return p
 
 
+@from_flags
 def configs_from_args(args):
     """({'ae': AEConfig, 'dae': AEConfig, 'vae': VAEConfig}, TrainConfig): one shape, one training."""
     level = args.corruption_level if args.corruption_level is not None else DEFAULT_LEVEL[args.corruption]
-    shape = dict(input_dim=784, enc_hidden=tuple(args.hidden), dec_hidden=tuple(reversed(args.hidden)),
-                 latent_dim=args.latent_dim, activation="relu", likelihood="bernoulli", init="pytorch")
+    shape = mlp_shape(args)
     configs = {"ae": AEConfig(**shape),
                "dae": AEConfig(**shape, corruption=args.corruption, corruption_level=level),
                "vae": VAEConfig(**shape)}
-    return configs, TrainConfig(**train_config_kwargs(args), iw_k=0)
-
-
-# ---------------------------------------------------------------------------
-# The table: reconstruction error of clean and corrupted test digits, nats per image
-# ---------------------------------------------------------------------------
-
-
-def reconstruction_table(params, configs, x, x_noisy, backend) -> dict:
-    """{row: {"clean": nats, "corrupted": nats}}, means over the test images.
-
-    Every number is -log p(x | ...) under the Bernoulli likelihood against the
-    clean x (N, 784), from the clean input x or the corrupted x_noisy:
-    ae, dae: -log p(x | dec(enc(x_in))); vae_recon: -log p(x | z), z ~ q(z | x_in)
-    (one draw per image, fixed stream); vae_recon_at_mean: z = mu(x_in);
-    vae_neg_elbo: vae_recon + KL(q(z | x_in) || N(0, I)).
-    """
-    xp = backend.xp
-    cv = configs["vae"]
-    sums = {}
-
-    def add(row, column, terms):                                   # terms (B,)
-        key = (row, column)
-        sums[key] = sums.get(key, 0.0) + float(xp.sum(terms))
-
-    backend.reseed(STREAM_TABLE)
-    n = x.shape[0]
-    for start in range(0, n, EVAL_BATCH):
-        xb = x[start:start + EVAL_BATCH, :]                                    # (B, 784)
-        eps = backend.normal((xb.shape[0], cv.latent_dim))                     # (B, L), both columns
-        for column, x_in in (("clean", xb), ("corrupted", x_noisy[start:start + EVAL_BATCH, :])):
-            for name in ("ae", "dae"):
-                add(name, column, ae.recon_terms(params[name], x_in, xb, configs[name]))
-            p = params["vae"]
-            mu, logvar = vae.encode(p, x_in, cv)                                # (B, L) each
-            z, _ = reparameterize_forward(mu, logvar, eps)
-            recon = vae.recon_nll(p, vae.decode(p, z, cv), xb, cv)              # (B,)
-            add("vae_recon", column, recon)
-            add("vae_recon_at_mean", column, vae.recon_nll(p, vae.decode(p, mu, cv), xb, cv))
-            add("vae_neg_elbo", column, recon + kl_normal_forward(mu, logvar)[0])
-    rows = ("ae", "dae", "vae_recon", "vae_recon_at_mean", "vae_neg_elbo")
-    return {r: {c: sums[(r, c)] / n for c in ("clean", "corrupted")} for r in rows}
-
-
-ROW_LABELS = {
-    "ae": "AE: -log p(x \\| dec(enc(x_in)))",
-    "dae": "DAE: -log p(x \\| dec(enc(x_in)))",
-    "vae_recon": "VAE: -log p(x \\| z), z ~ q(z \\| x_in)",
-    "vae_recon_at_mean": "VAE: -log p(x \\| z), z = mean of q(z \\| x_in)",
-    "vae_neg_elbo": "VAE: -ELBO = -log p(x \\| z), z ~ q, + KL",
-}   # "\\|" is a "|" inside a Markdown table cell
-
-
-def table_markdown(table: dict, corruption: str) -> str:
-    """The table as Markdown, nats per image, one row per model and term."""
-    lines = [f"| test reconstruction error (nats per image) | clean input | corrupted input ({corruption}) |",
-             "|---|---:|---:|"]
-    lines += [f"| {ROW_LABELS[r]} | {v['clean']:.2f} | {v['corrupted']:.2f} |" for r, v in table.items()]
-    return "\n".join(lines)
+    return configs, train_config(args, iw_k=0)
 
 
 def corruption_name(config: AEConfig) -> str:
@@ -159,21 +99,6 @@ def corruption_name(config: AEConfig) -> str:
 # ---------------------------------------------------------------------------
 # Pictures
 # ---------------------------------------------------------------------------
-
-
-def codes(params, configs, name, x_in):
-    """The AE's code h = enc(x_in), or the mean of the VAE's q(z | x_in): (B, 784) -> (B, L)."""
-    if name == "vae":
-        return vae.encode(params[name], x_in, configs[name])[0]
-    return ae.encode(params[name], x_in, configs[name])
-
-
-def code_spread(z) -> dict:
-    """Where a model puts the test digits, against N(0, I): each dimension's mean and standard
-    deviation, and (L = 2) the share of them inside the circle holding 95% of N(0, I)."""
-    z = np.asarray(z, dtype=np.float64)                                     # (N, L)
-    inside = float(np.mean(np.hypot(z[:, 0], z[:, 1]) < plots.PRIOR_95_RADIUS)) if z.shape[1] == 2 else None
-    return {"mean": z.mean(axis=0).tolist(), "std": z.std(axis=0).tolist(), "inside_prior_95": inside}
 
 
 def write_pictures(params, configs, backend, x, x_noisy, y_test, test_codes, out: Path) -> list:
@@ -217,40 +142,24 @@ def write_pictures(params, configs, backend, x, x_noisy, y_test, test_codes, out
 # ---------------------------------------------------------------------------
 
 
-def print_epoch(record: dict):
-    """One line per epoch: the VAE's -ELBO (recon + KL), or the autoencoder's reconstruction term."""
-    if "test_neg_elbo" in record:
-        numbers = (f"train -ELBO {record['train_neg_elbo']:8.2f}  test -ELBO {record['test_neg_elbo']:8.2f} "
-                   f"= {record['test_recon']:7.2f} recon + {record['test_kl']:6.2f} KL")
-    else:
-        numbers = f"train recon {record['train_recon']:8.2f}  test recon {record['test_recon']:8.2f}"
-    tqdm.write(f"epoch {record['epoch']:3d}  {numbers}  (nats/image)  {record['seconds']:6.1f} s")
-
-
 def run(args) -> int:
     configs, tconfig = configs_from_args(args)
     backend, out, (x_train, _, x_test, y_test) = start_run(args, configs.values(), tconfig, OUTPUT_FILES)
     dae = configs["dae"]
     print(f"AE, DAE ({corruption_name(dae)}) and VAE on MNIST: {x_train.shape[0]} train / "
-          f"{x_test.shape[0]} test images, 784-{'-'.join(map(str, dae.enc_hidden))}-{dae.latent_dim}, "
-          f"backend {backend.name}, out {out}", flush=True)
+          f"{x_test.shape[0]} test images, {shape_name(dae)}, backend {backend.name}, out {out}", flush=True)
     t0 = time.perf_counter()
-    params, finals, seconds = {}, {}, {}
-    for name, label in MODELS.items():
-        print(f"{label}:", flush=True)
-        t = time.perf_counter()
-        result = fit(x_train, x_test, configs[name], tconfig, backend, out / name, resume=args.resume,
-                     overwrite=args.overwrite, on_epoch=print_epoch)
-        params[name], seconds[name] = result.params, time.perf_counter() - t
-        finals[name] = {k: v for k, v in result.metrics.items() if k.startswith("test_")}
-    try:
+    results, seconds = fit_each(args, {name: (label, configs[name], tconfig) for name, label in MODELS.items()},
+                                x_train, x_test, backend, out)
+    params = {name: r.params for name, r in results.items()}
+    with on_ctrl_c(f"interrupted after training: the three models are saved under {out} "
+                   "(ae/, dae/, vae/); --resume makes the table and pictures again"):
         x = backend.asarray(x_test)                                          # (M, 784)
         backend.reseed(STREAM_TEST_CORRUPTION)
-        x_noisy = ae.corrupt(x, backend, dae)                                # one fixed draw
+        x_noisy = corrupt(x, backend, dae)                                   # one fixed draw
         table = reconstruction_table(params, configs, x, x_noisy, backend)
-        print(table_markdown(table, corruption_name(dae)))
-        test_codes = {name: np.concatenate([backend.to_numpy(codes(params, configs, name, x[s:s + EVAL_BATCH, :]))
-                                            for s in range(0, x.shape[0], EVAL_BATCH)])
+        print(family_markdown(table, corruption_name(dae)))
+        test_codes = {name: in_batches(lambda xb, name=name: codes(params, configs, name, xb), x, backend)
                       for name in MODELS}                                     # {name: (M, L)}
         spread = {name: code_spread(z) for name, z in test_codes.items()}
         for name, sp in spread.items():
@@ -259,19 +168,14 @@ def run(args) -> int:
             print(f"{MODELS[name]} test codes: std per dimension "
                   + " ".join(f"{v:.2f}" for v in sp["std"][:4]) + ("..." if len(sp["std"]) > 4 else "") + inside)
         pictures = write_pictures(params, configs, backend, x, x_noisy, y_test, test_codes, out)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after training: the three models are saved under {out} "
-                          "(ae/, dae/, vae/); --resume makes the table and pictures again") from None
-    seconds["total"] = time.perf_counter() - t0
-    write_json(out / METRICS_FILE, {
-        "configs": {name: c.to_dict() for name, c in configs.items()},
-        "train_config": tconfig.to_dict(), "backend": backend.name, "dtype": backend.dtype_name,
-        "data": {"n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])},
-        "corruption": {"kind": dae.corruption, "level": dae.corruption_level,
-                       "test_stream": STREAM_TEST_CORRUPTION},
-        "table": table, "code_spread": spread, "final": finals, "seconds": seconds})
-    print(f"wrote {out}/: ae/, dae/, vae/, {METRICS_FILE}, " + ", ".join(pictures)
-          + f"  ({seconds['total']:.0f} s)")
+    finish(out, {"configs": {name: c.to_dict() for name, c in configs.items()},
+                 "train_config": tconfig.to_dict(), **run_info(backend, x_train, x_test),
+                 "corruption": {"kind": dae.corruption, "level": dae.corruption_level,
+                                "test_stream": STREAM_TEST_CORRUPTION},
+                 "table": table, "code_spread": spread,
+                 "final": {name: {k: v for k, v in r.metrics.items() if k.startswith("test_")}
+                           for name, r in results.items()},
+                 "seconds": seconds}, MODELS, pictures, t0)
     return 0
 
 

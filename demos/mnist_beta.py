@@ -1,8 +1,8 @@
 """beta and KL warm-up on MNIST: what the KL weight trades, and which latent units it switches off.
 
     python demos/mnist_beta.py                               # beta 0.5, 1, 4; warm-up over 5 epochs
-    python demos/mnist_beta.py --betas 0.25 1 2 8 --latent-dim 32
-    python demos/mnist_beta.py --warmup-epochs 0             # the sweep alone
+    python demos/mnist_beta.py --betas 0.25 1 2 8 --latent-dim 32 --out runs/beta-z32
+    python demos/mnist_beta.py --warmup-epochs 0 --out runs/beta-sweep   # the sweep alone
 
 Each run trains the VAE (784-400-L, the same shapes, epochs, batch size,
 learning rate and seed) on the objective recon + beta KL; the test numbers are
@@ -32,20 +32,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, one_line_parser,
-                    positive_float, start_run, train_config_kwargs)
+from common import (add_common_flags, add_size_flags, finish, fit_each, flag, from_flags, main_wrapper, mlp_shape,
+                    on_ctrl_c, one_line_parser, run_info, shape_name, start_run, train_config)
+from measures import beta_markdown, beta_row, epochs_phrase, in_batches
 from tinyvae import plots
-from tinyvae.checkpoint import METRICS_FILE, write_json
-from tinyvae.metrics import active_units, unit_activity
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
-from tinyvae.vae import VAEConfig, decode_mean, encode
+from tinyvae.checkpoint import METRICS_FILE
+from tinyvae.checks import Real
+from tinyvae.core.vae import VAEConfig, decode_mean, encode
+from tinyvae.metrics import unit_activity
+from tinyvae.train import STREAM_PICTURES, TrainConfig
 
 THRESHOLD = 0.01            # a unit is active above this activity (Burda et al.)
-EVAL_BATCH = 1000
 N_SHOWN = 12                # test digits and samples per row of reconstructions.png
 PICTURES = ("tradeoff.png", "reconstructions.png", "kl_curves.png", "active_units.png")
 OUTPUT_FILES = (METRICS_FILE, *PICTURES)
@@ -62,24 +62,24 @@ def build_parser():
         "Train the VAE on MNIST for several KL weights beta and with and without KL warm-up; "
         "compare reconstruction, KL, the -ELBO and the active latent units.")
     add_common_flags(p, out="runs/beta")
-    p.add_argument("--betas", type=positive_float, nargs="+", default=[0.5, 1.0, 4.0], metavar="B",
-                   help="the KL weights of the sweep; default 0.5 1 4")
-    p.add_argument("--warmup-epochs", type=int_at_least(0), default=5, metavar="W",
-                   help="the warm-up run ramps beta = 1 in from 0 over W epochs, step by step; "
-                        "0 skips it; default %(default)s")
+    # TrainConfig takes beta = 0 (no KL at all); a sweep point of the trade-off needs some KL
+    flag(p, "--betas", rule=Real(0, low_open=True), also=("beta",), nargs="+", default=[0.5, 1.0, 4.0],
+         metavar="B", help="the KL weights of the sweep; default 0.5 1 4")
+    flag(p, "--warmup-epochs", TrainConfig, "warmup_epochs", default=5, metavar="W",
+         help="the warm-up run ramps beta = 1 in from 0 over W epochs, step by step; 0 skips it; "
+              "default %(default)s")
     add_size_flags(p, 20, "latent dimensions of every run")
     return p
 
 
+@from_flags
 def runs_from_args(args):
     """(VAEConfig, {run name: TrainConfig}): the sweep, beta = 1 if it is not in it, the warm-up run."""
-    config = VAEConfig(input_dim=784, enc_hidden=tuple(args.hidden), dec_hidden=tuple(reversed(args.hidden)),
-                       latent_dim=args.latent_dim, activation="relu", likelihood="bernoulli", init="pytorch")
-    shared = {**train_config_kwargs(args), "iw_k": 0}
+    config = VAEConfig(**mlp_shape(args))
     betas = sorted(set(args.betas) | ({1.0} if args.warmup_epochs else set()))
-    runs = {f"beta_{b:g}": TrainConfig(**shared, beta=b) for b in betas}
+    runs = {f"beta_{b:g}": train_config(args, iw_k=0, beta=b) for b in betas}
     if args.warmup_epochs:
-        runs[f"beta_1_warmup{args.warmup_epochs}"] = TrainConfig(**shared, beta=1.0,
+        runs[f"beta_1_warmup{args.warmup_epochs}"] = train_config(args, iw_k=0, beta=1.0,
                                                                   warmup_epochs=args.warmup_epochs)
     return config, runs
 
@@ -88,37 +88,9 @@ def run_label(t: TrainConfig) -> str:
     return f"beta {t.beta:g}" + (f", warm-up {epochs_phrase(t.warmup_epochs)}" if t.warmup_epochs else "")
 
 
-def epochs_phrase(n: int) -> str:
-    return "1 epoch" if n == 1 else f"{n} epochs"
-
-
 # ---------------------------------------------------------------------------
-# After training: active units, the table, the pictures
+# Pictures
 # ---------------------------------------------------------------------------
-
-
-def latent_means(params, config, x, backend) -> np.ndarray:
-    """The means of q(z | x) of every image of x (N, 784) on the backend -> host (N, L)."""
-    return np.concatenate([backend.to_numpy(encode(params, x[s:s + EVAL_BATCH, :], config)[0])
-                           for s in range(0, x.shape[0], EVAL_BATCH)])
-
-
-def table_row(t: TrainConfig, metrics: dict, z_mean) -> dict:
-    """One run's line of the table: settings, final test numbers (nats per image), active units."""
-    recon, kl = metrics["test_recon"], metrics["test_kl"]
-    return {"beta": t.beta, "warmup_epochs": t.warmup_epochs, "objective": recon + t.beta * kl,
-            "recon": recon, "kl": kl, "neg_elbo": metrics["test_neg_elbo"],
-            "active_units": active_units(z_mean, THRESHOLD), "latent_dim": int(z_mean.shape[1])}
-
-
-def table_markdown(table: dict) -> str:
-    lines = ["| run | test recon + beta KL | test recon | test KL | test -ELBO (beta = 1) | active units |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, r in table.items():
-        warm = f", warm-up {epochs_phrase(r['warmup_epochs'])}" if r["warmup_epochs"] else ""
-        lines.append(f"| beta {r['beta']:g}{warm} | {r['objective']:.2f} | {r['recon']:.2f} | {r['kl']:.2f} "
-                     f"| {r['neg_elbo']:.2f} | {r['active_units']} of {r['latent_dim']} |")
-    return "\n".join(lines)
 
 
 def write_pictures(params, config, runs, table, epochs, activity, backend, x_test, out: Path) -> list:
@@ -162,36 +134,25 @@ def print_epoch(record: dict):
 def run(args) -> int:
     config, runs = runs_from_args(args)
     backend, out, (x_train, _, x_test, _) = start_run(args, [config], next(iter(runs.values())), OUTPUT_FILES)
-    print(f"beta-VAE on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, "
-          f"784-{'-'.join(map(str, config.enc_hidden))}-{config.latent_dim}, runs: "
-          + "; ".join(run_label(t) for t in runs.values()) + f", backend {backend.name}, out {out}", flush=True)
+    print(f"beta-VAE on MNIST: {x_train.shape[0]} train / {x_test.shape[0]} test images, {shape_name(config)}, "
+          "runs: " + "; ".join(run_label(t) for t in runs.values()) + f", backend {backend.name}, out {out}",
+          flush=True)
     t0 = time.perf_counter()
-    params, epochs, activity, table, seconds = {}, {}, {}, {}, {}
-    for name, tconfig in runs.items():
-        print(f"{run_label(tconfig)}:", flush=True)
-        t = time.perf_counter()
-        result = fit(x_train, x_test, config, tconfig, backend, out / name, resume=args.resume,
-                     overwrite=args.overwrite, on_epoch=print_epoch)
-        params[name], epochs[name], seconds[name] = result.params, result.metrics["epochs"], \
-            time.perf_counter() - t
-        z_mean = latent_means(result.params, config, backend.asarray(x_test), backend)   # (M, L)
-        activity[name] = unit_activity(z_mean)
-        table[name] = table_row(tconfig, result.metrics, z_mean)
-    print(table_markdown(table))
-    try:
+    results, seconds = fit_each(args, {name: (run_label(t), config, t) for name, t in runs.items()},
+                                x_train, x_test, backend, out, on_epoch=print_epoch)
+    x = backend.asarray(x_test)
+    z_means = {name: in_batches(lambda xb, p=r.params: encode(p, xb, config)[0], x, backend)
+               for name, r in results.items()}                                           # {name: (M, L)}
+    activity = {name: unit_activity(z) for name, z in z_means.items()}
+    table = {name: beta_row(runs[name], r.metrics, z_means[name], THRESHOLD) for name, r in results.items()}
+    print(beta_markdown(table))
+    params, epochs = {n: r.params for n, r in results.items()}, {n: r.metrics["epochs"] for n, r in results.items()}
+    with on_ctrl_c(f"interrupted after training: every run is saved under {out}; --resume draws the pictures again"):
         pictures = write_pictures(params, config, runs, table, epochs, activity, backend, x_test, out)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after training: every run is saved under {out}; "
-                          "--resume draws the pictures again") from None
-    seconds["total"] = time.perf_counter() - t0
-    write_json(out / METRICS_FILE, {
-        "config": config.to_dict(), "train_configs": {n: t.to_dict() for n, t in runs.items()},
-        "backend": backend.name, "dtype": backend.dtype_name,
-        "data": {"n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])},
-        "threshold": THRESHOLD, "table": table,
-        "unit_activity": {n: a.tolist() for n, a in activity.items()}, "seconds": seconds})
-    print(f"wrote {out}/: {', '.join(f'{n}/' for n in runs)}, {METRICS_FILE}, " + ", ".join(pictures)
-          + f"  ({seconds['total']:.0f} s)")
+    finish(out, {"config": config.to_dict(), "train_configs": {n: t.to_dict() for n, t in runs.items()},
+                 **run_info(backend, x_train, x_test), "threshold": THRESHOLD, "table": table,
+                 "unit_activity": {n: a.tolist() for n, a in activity.items()}, "seconds": seconds},
+           runs, pictures, t0)
     return 0
 
 

@@ -1,8 +1,8 @@
 """The conditional VAE on MNIST: "draw me a 7". A one-hot label joins the encoder's input and z.
 
     python demos/mnist_cvae.py                       # 784-400-2 (+ the label), 10 epochs, and the VAE
-    python demos/mnist_cvae.py --latent-dim 20       # more room for style
-    python demos/mnist_cvae.py --no-compare          # the CVAE alone
+    python demos/mnist_cvae.py --latent-dim 20 --out runs/cvae-z20      # more room for style
+    python demos/mnist_cvae.py --no-compare --out runs/cvae-alone       # the CVAE alone
 
 The CVAE (VAEConfig with n_classes=10) models p(x | y): its decoder reads
 [z | y], so z is free to hold what the label does not say, the style (slant,
@@ -35,18 +35,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, add_size_flags, int_at_least, main_wrapper, one_line_parser, start_run,
-                    train_config_kwargs)
+from common import (add_common_flags, add_size_flags, finish, fit_each, flag, from_flags, main_wrapper, mlp_shape,
+                    on_ctrl_c, one_line_parser, run_info, shape_name, start_run, train_config)
+from measures import K, class_means, nearest_class, read_grid
 from tinyvae import plots
-from tinyvae.checkpoint import METRICS_FILE, write_json
-from tinyvae.layers import one_hot
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, fit
-from tinyvae.vae import VAEConfig, decode_mean, encode
+from tinyvae.checkpoint import METRICS_FILE
+from tinyvae.core.layers import one_hot
+from tinyvae.core.vae import VAEConfig, decode_mean, encode
+from tinyvae.train import STREAM_PICTURES, TrainConfig
 
-K = 10                      # digits
 N_COLUMNS = 10              # z values in the digit grid and in each row of samples
 STREAM_SAMPLES = 12         # the independent z of samples.png (the grid uses STREAM_PICTURES)
 PICTURES = ("digit_grid.png", "style_transfer.png", "samples.png")
@@ -67,26 +66,24 @@ def build_parser():
     add_size_flags(p, 2, "latent dimensions of both models", models="both models")
     p.add_argument("--no-compare", action="store_true",
                    help="train the CVAE only, not the unconditional VAE beside it")
-    p.add_argument("--iw-k", type=int_at_least(0), default=100, metavar="K",
-                   help="importance samples per image for -log p(x | y) and -log p(x), 0 to skip; "
-                        "default %(default)s")
-    p.add_argument("--iw-images", type=int_at_least(1), default=10000, metavar="N",
-                   help="test images (the first N) in that estimate; default %(default)s")
+    flag(p, "--iw-k", TrainConfig, "iw_k", default=100, metavar="K",
+         help="importance samples per image for -log p(x | y) and -log p(x), 0 to skip; default %(default)s")
+    flag(p, "--iw-images", TrainConfig, "iw_images", default=10000, metavar="N",
+         help="test images (the first N) in that estimate; default %(default)s")
     return p
 
 
+@from_flags
 def configs_from_args(args):
     """({'cvae': VAEConfig(n_classes=10), 'vae': VAEConfig} (no 'vae' with --no-compare), TrainConfig)."""
-    shape = dict(input_dim=784, enc_hidden=tuple(args.hidden), dec_hidden=tuple(reversed(args.hidden)),
-                 latent_dim=args.latent_dim, activation="relu", likelihood="bernoulli", init="pytorch")
-    configs = {"cvae": VAEConfig(**shape, n_classes=K)}
+    configs = {"cvae": VAEConfig(**mlp_shape(args), n_classes=K)}
     if not args.no_compare:
-        configs["vae"] = VAEConfig(**shape)
-    return configs, TrainConfig(**train_config_kwargs(args), iw_k=args.iw_k, iw_images=args.iw_images)
+        configs["vae"] = VAEConfig(**mlp_shape(args))
+    return configs, train_config(args, iw_k=args.iw_k, iw_images=args.iw_images)
 
 
 # ---------------------------------------------------------------------------
-# The grids, and reading them back
+# Pictures: the digit grid (read back by measures.read_grid), style transfer, samples
 # ---------------------------------------------------------------------------
 
 
@@ -101,37 +98,6 @@ def digit_grid(params, config: VAEConfig, backend, n_columns=N_COLUMNS) -> np.nd
     backend.reseed(STREAM_PICTURES)
     z = backend.normal((n_columns, config.latent_dim))                          # (C, L)
     return np.stack([labelled(params, config, z, d, backend) for d in range(K)])
-
-
-def class_means(x, y) -> np.ndarray:
-    """The mean image of each digit, (10, 784): the nearest-class-mean classifier's prototypes."""
-    return np.stack([x[y == d].mean(axis=0) for d in range(K)])
-
-
-def unit_length(a) -> np.ndarray:
-    """Each row scaled to Euclidean length 1 (an all-zero row stays zero): (M, D) -> (M, D)."""
-    a = np.asarray(a, dtype=np.float64)
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-
-def nearest_class(images, means) -> np.ndarray:
-    """Each image's nearest class mean, both scaled to length 1: (M, 784), (10, 784) -> (M,) labels.
-
-    argmin_c || x / |x| - m_c / |m_c| ||^2 = argmax_c cos(x, m_c): a faint and a
-    bold stroke of one shape compare alike (by plain distance, a thin 0 lies
-    nearer the mean 5, which has less ink than the mean 0).
-    """
-    return (unit_length(images) @ unit_length(means).T).argmax(axis=1)            # (M, 10) -> (M,)
-
-
-def read_grid(grid, means) -> dict:
-    """How each row of the grid reads: {"read_as": [majority class per row], "right": rows read as
-    their own digit, "cells_right": images nearest their own row's mean}."""
-    votes = [nearest_class(row, means) for row in grid]                          # (C,) per row
-    read_as = [int(np.bincount(v, minlength=K).argmax()) for v in votes]
-    return {"read_as": read_as, "right": sum(r == d for d, r in enumerate(read_as)),
-            "cells_right": int(sum(np.sum(v == d) for d, v in enumerate(votes))),
-            "cells": int(sum(len(v) for v in votes))}
 
 
 def write_pictures(params, config, backend, grid, x_test, y_test, out: Path) -> list:
@@ -160,13 +126,6 @@ def write_pictures(params, config, backend, grid, x_test, y_test, out: Path) -> 
 # ---------------------------------------------------------------------------
 
 
-def print_epoch(record: dict):
-    """One line per epoch: train and test -ELBO (recon + KL), nats per image, seconds."""
-    tqdm.write(f"epoch {record['epoch']:3d}  train -ELBO {record['train_neg_elbo']:8.2f}  "
-               f"test -ELBO {record['test_neg_elbo']:8.2f} = {record['test_recon']:7.2f} recon "
-               f"+ {record['test_kl']:6.2f} KL  (nats/image)  {record['seconds']:6.1f} s")
-
-
 def final_numbers(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k.startswith("test_") or k in ("iw_k", "iw_images")}
 
@@ -176,43 +135,29 @@ def run(args) -> int:
     backend, out, (x_train, y_train, x_test, y_test) = start_run(args, configs.values(), tconfig, OUTPUT_FILES)
     c = configs["cvae"]
     print(f"CVAE{'' if args.no_compare else ' and VAE'} on MNIST: {x_train.shape[0]} train / "
-          f"{x_test.shape[0]} test images, 784-{'-'.join(map(str, c.enc_hidden))}-{c.latent_dim}, "
-          f"backend {backend.name}, out {out}", flush=True)
+          f"{x_test.shape[0]} test images, {shape_name(c)}, backend {backend.name}, out {out}", flush=True)
     t0 = time.perf_counter()
-    params, finals, seconds = {}, {}, {}
-    for name, config in configs.items():
-        print(f"{name.upper()}:", flush=True)
-        t = time.perf_counter()
-        labels = {"y_train": y_train, "y_test": y_test} if config.n_classes else {}
-        result = fit(x_train, x_test, config, tconfig, backend, out / name, resume=args.resume,
-                     overwrite=args.overwrite, on_epoch=print_epoch, **labels)
-        params[name], finals[name], seconds[name] = result.params, final_numbers(result.metrics), \
-            time.perf_counter() - t
+    results, seconds = fit_each(args, {name: (name.upper(), config, tconfig) for name, config in configs.items()},
+                                x_train, x_test, backend, out, labels=(y_train, y_test))
+    finals = {name: final_numbers(r.metrics) for name, r in results.items()}
     for name, f in finals.items():
         given = "-log p(x | y)" if name == "cvae" else "-log p(x)"
         iw = f"; {given} ~= {f['test_iw_nll']:.2f} (k={f['iw_k']})" if "test_iw_nll" in f else ""
         print(f"{name.upper():4s} test -ELBO {f['test_neg_elbo']:.2f} nats/image "
               f"(recon {f['test_recon']:.2f} + KL {f['test_kl']:.2f}){iw}")
-    try:
-        grid = digit_grid(params["cvae"], c, backend)
+    with on_ctrl_c(f"interrupted after training: the models are saved under {out}; "
+                   "--resume draws the pictures again"):
+        grid = digit_grid(results["cvae"].params, c, backend)
         means = class_means(x_train, np.asarray(y_train))
         check = read_grid(grid, means)
         check["test_digits_right"] = float(np.mean(nearest_class(x_test, means) == np.asarray(y_test)))
         print(f"digit grid: rows read as {check['read_as']} by the nearest class mean: "
               f"{check['right']} of {K} rows right ({check['cells_right']} of {check['cells']} images; "
               f"the same reader gets {check['test_digits_right']:.1%} of the real test digits right)")
-        pictures = write_pictures(params["cvae"], c, backend, grid, x_test, np.asarray(y_test), out)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted after training: the models are saved under {out}; "
-                          "--resume draws the pictures again") from None
-    seconds["total"] = time.perf_counter() - t0
-    write_json(out / METRICS_FILE, {
-        "configs": {name: config.to_dict() for name, config in configs.items()},
-        "train_config": tconfig.to_dict(), "backend": backend.name, "dtype": backend.dtype_name,
-        "data": {"n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0])},
-        "final": finals, "digit_grid": check, "seconds": seconds})
-    print(f"wrote {out}/: {', '.join(f'{n}/' for n in configs)}, {METRICS_FILE}, " + ", ".join(pictures)
-          + f"  ({seconds['total']:.0f} s)")
+        pictures = write_pictures(results["cvae"].params, c, backend, grid, x_test, np.asarray(y_test), out)
+    finish(out, {"configs": {name: config.to_dict() for name, config in configs.items()},
+                 "train_config": tconfig.to_dict(), **run_info(backend, x_train, x_test),
+                 "final": finals, "digit_grid": check, "seconds": seconds}, configs, pictures, t0)
     return 0
 
 

@@ -1,15 +1,15 @@
 """Semi-supervised MNIST with M2 (Kingma et al. 2014): learn to classify digits from 100 labels.
 
     python demos/mnist_m2.py --labels 100                 # 10 labelled images per digit
-    python demos/mnist_m2.py --labels 1000 --seed 1       # another count, another draw of the labels
-    python demos/mnist_m2.py --labels 100 --epochs 60 --resume   # continue a run from its checkpoint
-    python demos/mnist_m2.py --labels 100 --balance 10    # every digit used equally often (class balance)
+    python demos/mnist_m2.py --labels 1000 --seed 1 --out runs/m2_1000_s1   # another count, another draw
+    python demos/mnist_m2.py --labels 100 --epochs 60 --resume   # continue the first run from its checkpoint
+    python demos/mnist_m2.py --labels 100 --balance 10 --out runs/m2_100_b10   # every digit used equally often
 
 The labelled images are drawn from the training set, the same number of each
 digit, by a NumPy generator seeded with --seed (tinyvae.data.labelled_subset);
 every other training image is used without its label. The model is the
 paper's: classifier q(y|x), encoder q(z|x,y) and decoder p(x|y,z), each one
-hidden layer of 500 softplus units, 50 latent dimensions (tinyvae/m2.py).
+hidden layer of 500 softplus units, 50 latent dimensions (tinyvae/core/m2.py).
 
 Per epoch it prints the training loss and its labelled cross-entropy, the test
 classification error (the classifier's most probable digit) and the test
@@ -37,19 +37,19 @@ import numpy as np
 from tqdm import tqdm
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
-from common import (add_common_flags, int_at_least, main_wrapper, mnist, nonnegative_float, one_line_parser,
-                    train_config_kwargs)
+from common import (add_common_flags, check_fits, drawing_pictures, flag, from_flags, main_wrapper, one_line_parser,
+                    say_wrote, start_run, train_config)
+from measures import K, confusion, largest_balanced, predict
 from tinyvae import plots
-from tinyvae.backend import get_backend
-from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE, prepare_out_dir, write_json
-from tinyvae.data import labelled_subset
+from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE, write_json
+from tinyvae.checks import Int
+from tinyvae.core.layers import one_hot
+from tinyvae.core.m2 import M2Config
+from tinyvae.core.vae import decode_mean
+from tinyvae.data import SPLITS, labelled_subset
 from tinyvae.errors import InputError
-from tinyvae.layers import one_hot
-from tinyvae.m2 import M2Config, classify
-from tinyvae.train import STREAM_PICTURES, Interrupted, TrainConfig, check_memory, fit
-from tinyvae.vae import decode_mean
+from tinyvae.train import STREAM_PICTURES, fit
 
-K = 10                       # digits
 STREAM_LABELS = 10           # the labelled subset is drawn by default_rng([STREAM_LABELS, seed])
 N_SAMPLES = 10               # samples per digit in class_samples.png
 # Kingma et al. (2014), Table 1, M2 test error in % by number of labels: the dashed line in curves.png
@@ -70,21 +70,21 @@ def build_parser():
         "of each digit) and the rest unlabelled; report the test classification error. Defaults: "
         "the paper's networks (one hidden layer of 500 softplus units, 50 latent dimensions).")
     add_common_flags(p, out="runs/mnist_m2", epochs=30, batch_size=100, lr=1e-3)
-    p.add_argument("--labels", type=int_at_least(K), default=100, metavar="N",
-                   help="labelled training images, a multiple of 10 (N/10 of each digit), drawn "
-                        "with --seed; the paper reports 100, 600, 1000 and 3000; default %(default)s")
-    p.add_argument("--alpha", type=nonnegative_float, default=None, metavar="A",
-                   help="weight of the labelled cross-entropy, per labelled image (the losses are "
-                        "means); default the paper's 0.1 N rescaled to means, 0.1 N / N_unlabelled "
-                        "(about 0.1), see docs/semi_supervised.md#alpha")
-    p.add_argument("--balance", type=nonnegative_float, default=0.0, metavar="B",
-                   help="weight of KL(mean q(y | x) over a step's unlabelled images || uniform), which "
-                        "asks the classifier to use every digit equally often; 0 (default) is the "
-                        "paper's M2; 10 keeps the 5s from merging into the 3s with 100 labels, see "
-                        "docs/semi_supervised.md#class-balance")
-    p.add_argument("--latent-dim", type=int_at_least(1), default=50, metavar="L", help="default %(default)s")
-    p.add_argument("--hidden", type=int_at_least(1), default=500, metavar="H",
-                   help="units in the one hidden layer of each network; default %(default)s")
+    flag(p, "--labels", rule=Int(K), default=100, metavar="N",
+         help="labelled training images, a multiple of 10 (N/10 of each digit), drawn "
+              "with --seed; the paper reports 100, 600, 1000 and 3000; default %(default)s")
+    flag(p, "--alpha", M2Config, "alpha", default=None, metavar="A",
+         help="weight of the labelled cross-entropy, per labelled image (the losses are "
+              "means); default the paper's 0.1 N rescaled to means, 0.1 N / N_unlabelled "
+              "(about 0.1), see docs/semi_supervised.md#alpha")
+    flag(p, "--balance", M2Config, "balance", default=0.0, metavar="B",
+         help="weight of KL(mean q(y | x) over a step's unlabelled images || uniform), which "
+              "asks the classifier to use every digit equally often; 0 (default) is the "
+              "paper's M2; 10 keeps the 5s from merging into the 3s with 100 labels, see "
+              "docs/semi_supervised.md#class-balance")
+    flag(p, "--latent-dim", M2Config, "latent_dim", default=50, metavar="L", help="default %(default)s")
+    flag(p, "--hidden", rule=Int(1), also=("enc_hidden", "dec_hidden", "cls_hidden"), default=500, metavar="H",
+         help="units in the one hidden layer of each network; default %(default)s")
     return p
 
 
@@ -93,6 +93,7 @@ def default_alpha(n_labelled: int, n_unlabelled: int) -> float:
     return 0.1 * (n_labelled + n_unlabelled) / n_unlabelled
 
 
+@from_flags
 def configs_from_args(args, n_labelled: int, n_unlabelled: int):
     """(M2Config, TrainConfig) from the parsed flags and the sizes of the two sets."""
     alpha = default_alpha(n_labelled, n_unlabelled) if args.alpha is None else args.alpha
@@ -100,20 +101,33 @@ def configs_from_args(args, n_labelled: int, n_unlabelled: int):
     config = M2Config(input_dim=784, enc_hidden=h, dec_hidden=h, cls_hidden=h, latent_dim=args.latent_dim,
                       activation="softplus", likelihood="bernoulli", n_classes=K, alpha=alpha,
                       balance=args.balance)
-    tconfig = TrainConfig(**train_config_kwargs(args), iw_k=0)      # continuous pixels in [0, 1]
-    return config, tconfig
+    return config, train_config(args, iw_k=0)      # continuous pixels in [0, 1]
 
 
 def split_labelled(y_train, labels: int, seed: int):
-    """(labelled indices, unlabelled indices): labels/10 of each digit drawn with `seed`, and the rest."""
+    """(labelled indices, unlabelled indices): labels/10 of each digit drawn with `seed`, and the rest.
+
+    A count the data cannot give is refused, naming the largest one it can
+    (measures.largest_balanced: every digit as often, some images left unlabelled).
+    """
+    counts, most = np.bincount(y_train, minlength=K), largest_balanced(y_train)
+    small = int(counts.argmin())
+    more = " (or a larger --limit)" if len(y_train) < SPLITS["train"].n else ""
+    allowed = (f"pass at most --labels {most}{more}" if most else
+               "no --labels leaves images unlabelled here: use a larger --limit")
     if labels % K:
-        raise InputError(f"--labels {labels} is not a multiple of {K}: pass the same number of "
-                         f"each digit, e.g. --labels {labels - labels % K}")
+        suggest = min(labels - labels % K, most)
+        raise InputError(f"--labels {labels} is not a multiple of {K}: pass the same number of each digit, "
+                         + (f"e.g. --labels {suggest}" + (" (the most this data allows: class "
+                            f"{small} has {counts[small]:,} images, and some must stay unlabelled)"
+                            if suggest == most else "") if suggest else allowed))
+    if labels // K > counts[small]:
+        raise InputError(f"--labels {labels} asks for {labels // K:,} of each digit but class {small} "
+                         f"has only {counts[small]:,} images: {allowed}")
     chosen = labelled_subset(y_train, labels // K, np.random.default_rng([STREAM_LABELS, seed]))
     rest = np.setdiff1d(np.arange(len(y_train)), chosen)
     if len(rest) == 0:
-        raise InputError(f"all {len(y_train)} training images are labelled: M2 needs unlabelled ones "
-                         "too; ask for fewer --labels (or a larger --limit)")
+        raise InputError(f"all {len(y_train)} training images are labelled: M2 needs unlabelled ones too; {allowed}")
     return chosen, rest
 
 
@@ -126,22 +140,8 @@ def labelled_record(chosen, y_train, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# Test predictions and pictures
+# Pictures
 # ---------------------------------------------------------------------------
-
-
-def predict(params, config, backend, x, batch=1000) -> np.ndarray:
-    """The classifier's most probable digit for each row of host x (N, 784): (N,) ints."""
-    out = []
-    for i in range(0, len(x), batch):
-        log_pi = classify(params, backend.asarray(x[i:i + batch]), config)      # (B, K)
-        out.append(backend.to_numpy(backend.xp.argmax(log_pi, axis=1)))
-    return np.concatenate(out)
-
-
-def confusion(y_true, y_pred) -> np.ndarray:
-    """(K, K) counts: [i, j] = images of digit i predicted as j."""
-    return np.bincount(np.asarray(y_true) * K + np.asarray(y_pred), minlength=K * K).reshape(K, K)
 
 
 def write_pictures(params, config, backend, counts, epochs, out: Path, labels: int) -> list:
@@ -177,12 +177,10 @@ def print_epoch(record: dict):
 
 
 def run(args) -> int:
-    backend = get_backend(args.backend, seed=args.seed)   # these fail fast, before any data is read:
-    prepare_out_dir(args.out, OUTPUT_FILES)               # an --out that cannot hold the run
-    x_train, y_train, x_test, y_test = mnist(args)
+    backend, _, (x_train, y_train, x_test, y_test) = start_run(args, (), None, OUTPUT_FILES)
     chosen, rest = split_labelled(y_train, args.labels, args.seed)
     config, tconfig = configs_from_args(args, len(chosen), len(rest))
-    check_memory(config, tconfig, backend)
+    check_fits(args, [config], tconfig, backend, n_images=max(len(rest), len(chosen), len(x_test)))
     record = labelled_record(chosen, y_train, args.seed)
     print(f"M2 on MNIST: {len(chosen)} labelled ({record['per_class'][0]} per digit, seed {args.seed}, "
           f"sha256 {record['indices_sha256'][:12]}) + {len(rest)} unlabelled / {len(x_test)} test images, "
@@ -199,12 +197,9 @@ def run(args) -> int:
     print(f"test error {100 * m['test_error']:.2f}% after {len(m['epochs'])} epochs "
           f"({int(counts.sum() - np.trace(counts))} of {int(counts.sum())} test digits), "
           f"test -ELBO {m['test_neg_elbo']:.2f} nats/image, {m['seconds'] / 60:.1f} min in all")
-    try:
+    with drawing_pictures(args.out, len(m["epochs"])):
         pictures = write_pictures(result.params, config, backend, counts, m["epochs"], Path(args.out), args.labels)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted while drawing the pictures: all {len(m['epochs'])} epochs "
-                          f"and metrics.json are saved in {args.out}; --resume draws them again") from None
-    print(f"wrote {args.out}/: checkpoint.npz, metrics.json, " + ", ".join(p.name for p in pictures))
+    say_wrote(args.out, [CHECKPOINT_FILE, METRICS_FILE, *(p.name for p in pictures)])
     return 0
 
 

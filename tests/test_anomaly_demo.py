@@ -19,6 +19,7 @@ SCRIPT = ROOT / "demos" / "mnist_anomaly.py"
 
 demo = load_script(SCRIPT)
 common = sys.modules["common"]
+measures = sys.modules["measures"]      # the scores and the table (demos/measures.py)
 
 SMALL = ["--hidden", "32", "--latent-dim", "2", "--epochs", "2", "--batch-size", "20", "--lr", "1e-2",
          "--iw-k", "4", "--elbo-samples", "2"]
@@ -131,7 +132,7 @@ def test_table_marks_each_rows_best_model_score():
         "neg_elbo": {"auroc": 0.5}, "iw_nll": {"auroc": 0.6 + d / 100}, "recon": {"auroc": 0.4},
         "ink": {"auroc": 0.99}}, "seconds": {"total": 1.0}} for d in (0, 1)]
     results[1]["scores"]["ae_recon"] = {"auroc": 0.7}                  # digit 0 has no AE score
-    markdown, record = demo.table(results)
+    markdown, record = measures.auroc_table(results)
     assert "| 0 | 0.96 | 0.500 | **0.600** | 0.400 | n/a | n/a | n/a | n/a | n/a | 0.990 |" in markdown
     assert "| 1 | 0.73 | 0.500 | 0.610 | 0.400 | n/a | n/a | **0.700** | n/a | n/a | 0.990 |" in markdown
     assert "| mean | 0.845 | 0.500 | 0.605 | 0.400 | n/a | n/a | n/a | n/a | n/a | 0.990 |" in markdown
@@ -151,17 +152,18 @@ def test_ae_code_sizes_the_autoencoder_alone():
 def test_squared_error_scores_are_the_summed_squared_pixel_errors():
     """sq_err: the mean over the S draws of sum_d (x_d - sigmoid(dec(z_s))_d)^2, with the z_s of
     recon (the same stream); ae_sq_err: the same for dec(enc(x)). Recomputed here from the nets."""
-    from tinyvae.ae import AEConfig
     from tinyvae.backend import get_backend
-    from tinyvae.layers import sigmoid
-    from tinyvae.vae import VAEConfig, decode, encode, init_params
+    from tinyvae.core import ae
+    from tinyvae.core.ae import AEConfig
+    from tinyvae.core.layers import sigmoid
+    from tinyvae.core.vae import VAEConfig, decode, encode, init_params
 
     be = get_backend("numpy", seed=3, dtype="float64")
     x = be.asarray(np.random.default_rng(0).uniform(0, 1, (7, 12)))
     config = VAEConfig(input_dim=12, enc_hidden=(5,), dec_hidden=(5,), latent_dim=2)
     params = init_params(config, be)
-    scores = demo.vae_scores(params, config, x, be, k=3, samples=4)
-    be.reseed(demo.STREAM_SCORES, 1)
+    scores = measures.vae_scores(params, config, x, be, k=3, samples=4)
+    be.reseed(measures.STREAM_SCORES, 1)
     mu, logvar = encode(params, x, config)
     draws = [sigmoid(decode(params, mu + np.exp(logvar / 2) * be.normal((7, 2)), config)) for _ in range(4)]
     expected = np.mean([np.sum((x - m) ** 2, axis=1) for m in draws], axis=0)
@@ -173,9 +175,9 @@ def test_squared_error_scores_are_the_summed_squared_pixel_errors():
 
     ae_config = AEConfig(input_dim=12, enc_hidden=(5,), dec_hidden=(5,), latent_dim=2)
     ae_params = init_params(ae_config, be)
-    got = demo.ae_scores(ae_params, ae_config, x, be)
-    code = demo.ae.encode(ae_params, x, ae_config)
-    expected = np.sum((x - sigmoid(demo.ae.decode(ae_params, code, ae_config))) ** 2, axis=1)
+    got = measures.ae_scores(ae_params, ae_config, x, be)
+    code = ae.encode(ae_params, x, ae_config)
+    expected = np.sum((x - sigmoid(ae.decode(ae_params, code, ae_config))) ** 2, axis=1)
     np.testing.assert_allclose(got["ae_sq_err"], expected, rtol=1e-12)
     np.testing.assert_allclose(got["ae_rel_sq_err"], expected / energy, rtol=1e-12)
 
@@ -188,7 +190,7 @@ def test_relative_to_ink_divides_by_the_squared_norm_and_by_one_below_one():
                   [0.0, 0.0, 0.0, 0.0],            # 0: blank
                   [0.5, 0.5, 0.0, 0.0]])           # 0.5: under one pixel's worth
     error = np.array([0.2, 0.4, 0.3, 0.1])
-    np.testing.assert_array_equal(demo.relative_to_ink(error, x), [0.1, 0.1, 0.3, 0.1])
+    np.testing.assert_array_equal(measures.relative_to_ink(error, x), [0.1, 0.1, 0.3, 0.1])
 
 
 # ---- one-line errors --------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_second_run_into_the_same_out_is_one_line(tmp_path, fake_mnist, capsys):
 @pytest.mark.parametrize("make_argv, words", [
     (lambda t: ["--anomaly", "0", "--from", str(t / "nothing"), "--out", str(t / "o")], "no checkpoint"),
     (lambda t: ["--anomaly", "9", "--limit", "5", "--out", str(t / "o")], "no 9s"),
-    (lambda t: ["--anomaly", "0", "--from", str(t), "--overwrite", "--out", str(t / "o")], "one or the other"),
+    (lambda t: ["--anomaly", "0", "--from", str(t), "--resume", "--out", str(t / "o")], "one or the other"),
 ])
 def test_user_errors_are_one_line_and_status_2(tmp_path, fake_mnist, capsys, make_argv, words):
     assert demo.main([*SMALL, *make_argv(tmp_path)]) == 2

@@ -17,7 +17,9 @@ import pytest
 
 from tinyvae.backend import get_backend
 from tinyvae.data import MNIST
-from tinyvae.errors import BackendError
+from tinyvae.core.vae import VAEConfig
+from tinyvae.errors import BackendError, InputError
+from tinyvae.train import TrainConfig
 
 from conftest import load_script, one_line
 
@@ -116,7 +118,7 @@ def test_every_demo_takes_its_flags_and_its_ending_from_common(script):
     parser = module.build_parser()
     assert isinstance(parser, common.OneLineParser) and parser.allow_abbrev is False
     types = {a.option_strings[0]: a.type for a in parser._actions if a.option_strings}
-    assert types["--out"] is common.out_dir and types["--lr"] is common.positive_float
+    assert types["--out"] is common.out_dir and types["--lr"] == TrainConfig.RULES["lr"].parse
     assert module.main.__qualname__.startswith("main_wrapper.")
     groups = [{a.option_strings[0] for a in g._group_actions} for g in parser._mutually_exclusive_groups]
     assert {"--resume", "--overwrite"} in groups
@@ -150,12 +152,14 @@ def test_main_wrapper_ends_each_kind_of_failure_in_one_line(capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--latent-dim", "0"], "must be >= 1"), (["--likelihood", "foo"], "invalid choice"),
-    (["--epochs", "ten"], "expected an integer"), (["--lr", "-1"], "positive number"),
+    (["--latent-dim", "0"], "--latent-dim: must be a positive integer, got 0"),
+    (["--likelihood", "foo"], "invalid choice"),
+    (["--epochs", "ten"], "--epochs: expected a positive integer, got 'ten'"), (["--lr", "-1"], "positive number"),
     (["--lr", "nan"], "positive number"), (["--lr", "inf"], "positive number"),
-    (["--batch-size", "0"], "must be >= 1"), (["--backend", "tpu"], "invalid choice"),
-    (["--hidden"], "expected at least one"), (["--iw-k", "-1"], "must be >= 0"),
-    (["--limit", "0"], "must be >= 1"), (["--no-such-flag"], "unrecognized"),
+    (["--batch-size", "0"], "must be a positive integer"), (["--backend", "tpu"], "invalid choice"),
+    (["--hidden"], "expected at least one"), (["--iw-k", "-1"], "--iw-k: must be an integer >= 0, got -1"),
+    (["--limit", "0"], "must be a positive integer"), (["--no-such-flag"], "unrecognized"),
+    (["--beta", "-0.5"], "--beta: must be a finite number >= 0"),
     (["--epoch", "3"], "unrecognized arguments: --epoch"),          # no abbreviations
     (["--resume", "--overwrite"], "--overwrite: not allowed with argument --resume"),
     (["--out", ""], "empty name"),                                   # not the current folder
@@ -262,6 +266,91 @@ def test_an_unreachable_mirror_reads_as_a_note_when_another_source_works(tmp_pat
         assert "failed" not in line and "error" not in line.lower()
 
 
+# ---- flags declared from the rules; errors that name the flags ----------------------------
+
+
+@pytest.mark.parametrize("flag, config, field", [
+    ("--epochs", TrainConfig, "epochs"), ("--batch-size", TrainConfig, "batch_size"), ("--lr", TrainConfig, "lr"),
+    ("--seed", TrainConfig, "seed"), ("--beta", TrainConfig, "beta"),
+    ("--kl-warmup-epochs", TrainConfig, "warmup_epochs"), ("--iw-k", TrainConfig, "iw_k"),
+    ("--iw-images", TrainConfig, "iw_images"), ("--latent-dim", VAEConfig, "latent_dim"),
+])
+def test_a_flag_is_checked_by_the_rule_of_its_config_field(flag, config, field):
+    """One rule for the flag and for the field it sets, and the flag is the field's name in errors."""
+    parser = demo.build_parser()
+    action = next(a for a in parser._actions if flag in a.option_strings)
+    assert action.type == config.RULES[field].parse
+    assert parser.parse_args([]).flag_names[field] == flag
+
+
+def test_an_error_building_the_configs_names_the_flag_not_the_field():
+    """Whatever the config refuses while the flags become configs is said with the flags' names."""
+    args = demo.build_parser().parse_args([])
+    args.lr = 0.0                                   # past the flag's check: the config's own rule refuses it
+    with pytest.raises(InputError, match=r"^--lr must be a positive number, got 0\.0"):
+        demo.configs_from_args(args)
+
+
+def test_name_the_flags_replaces_whole_field_names_only():
+    names = {"corruption_level": "--corruption-level", "lr": "--lr", "warmup_epochs": "--kl-warmup-epochs",
+             "epochs": "--epochs"}
+    assert common.name_the_flags("corruption_level must be in [0, 1) for masking, got 1.0", names) == \
+        "--corruption-level must be in [0, 1) for masking, got 1.0"
+    assert common.name_the_flags("TrainConfig.lr must be a positive number, got 0", names) == \
+        "--lr must be a positive number, got 0"
+    assert common.name_the_flags("warmup_epochs exceeds epochs", names) == "--kl-warmup-epochs exceeds --epochs"
+    assert common.name_the_flags("lr_decay, already, n_epochs", names) == "lr_decay, already, n_epochs"
+
+
+def test_arch_conv_refuses_hidden_in_one_line(tmp_path, capsys):
+    """--hidden sizes the MLP; the conv VAE's layers are the Keras example's, so it used to be ignored."""
+    assert demo.main(["--arch", "conv", "--hidden", "7", "7", "--out", str(tmp_path)]) == 2
+    assert one_line(capsys.readouterr().err) == (
+        "error: --hidden sets the MLP's sizes and --arch conv has fixed Keras layers: "
+        "drop --hidden, or pass --arch mlp")
+    assert not list(tmp_path.iterdir())                            # refused before any data or file
+
+
+def test_a_batch_larger_than_the_data_needs_only_the_memory_of_the_data(tmp_path, tiny_mnist, capsys):
+    """--batch-size 1000000000 --limit 100: every batch is the 100 images, so the memory check must not
+    count a billion (it refused, 'needs about 28.9 TB'); the run records the batch size as given."""
+    status = demo.main([*SMALL, "--batch-size", "1000000000", "--limit", "100", "--epochs", "1", "--iw-k", "0",
+                        "--out", str(tmp_path)])
+    assert status == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "metrics.json").read_text())["train_config"]["batch_size"] == 1_000_000_000
+
+
+def test_the_readme_commands_run_in_the_order_written(tmp_path, tiny_mnist, monkeypatch, capsys):
+    """The README's `python demos/mnist.py`, then the 2-D run with its own folder: runs/mnist already
+    holds the first run's checkpoint, so the 2-D run needs --out runs/mnist-z2 (docs/results.md's name)."""
+    monkeypatch.chdir(tmp_path)
+    quick = [*SMALL, "--epochs", "1", "--limit", "50"]
+    assert demo.main(quick) == 0
+    assert demo.main([*quick, "--latent-dim", "2"]) == 2                  # into runs/mnist again
+    line = one_line(capsys.readouterr().err)
+    assert "already holds checkpoint.npz" in line and "--overwrite" in line and "another --out" in line
+    assert demo.main([*quick, "--latent-dim", "2", "--out", "runs/mnist-z2"]) == 0
+    assert (tmp_path / "runs" / "mnist-z2" / "explorer.html").is_file()
+
+
+@pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])
+def test_the_docstring_commands_run_in_the_order_written(script):
+    """Each example command of a demo's docstring parses, and each that starts a run writes to a
+    folder no earlier one used (a second run into a folder is refused); --resume continues one."""
+    module = load_script(script)
+    used = []
+    commands = [line.split("#")[0].split()[2:] for line in module.__doc__.splitlines()
+                if line.strip().startswith(f"python demos/{script.name}")]
+    assert commands
+    for argv in commands:
+        args = module.build_parser().parse_args(argv)
+        if args.resume:
+            assert args.out in used, argv
+        else:
+            assert args.out not in used, argv
+            used.append(args.out)
+
+
 # ---- a whole run, in-process on tiny data -------------------------------------------
 
 
@@ -363,3 +452,44 @@ def test_the_demo_runs_the_code_of_its_own_checkout(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+# ---- a run never touches another run's files, and holds its folder ---------------------
+
+
+def test_a_run_into_a_folder_of_pictures_is_refused_and_leaves_them_as_they_were(tmp_path, tiny_mnist, capsys):
+    """A folder holding pictures of the names a run writes (e.g. docs/images) is not overwritten without
+    --overwrite: the refusal covers every file the run would write, not only checkpoint.npz."""
+    (tmp_path / "samples.png").write_bytes(b"a user's picture")
+    assert demo.main([*SMALL, "--epochs", "1", "--out", str(tmp_path)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "already holds samples.png" in line and "--overwrite" in line
+    assert (tmp_path / "samples.png").read_bytes() == b"a user's picture" and not (tmp_path / "checkpoint.npz").exists()
+    assert demo.main([*SMALL, "--epochs", "1", "--out", str(tmp_path), "--overwrite"]) == 0
+    assert (tmp_path / "samples.png").read_bytes() != b"a user's picture"
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_first(tmp_path, tiny_mnist, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom tinyvae.checkpoint import hold_folder\n"
+                               f"hold_folder({str(tmp_path)!r})\nprint('held', flush=True)\ntime.sleep(60)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert demo.main([*SMALL, "--epochs", "1", "--out", str(tmp_path)]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert f"in use by another tinyvae run (PID {holder.pid}" in line and "another --out" in line
+        assert demo.main([*SMALL, "--epochs", "1", "--out", str(tmp_path), "--resume"]) == 2   # resume too
+        assert "in use" in one_line(capsys.readouterr().err)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert demo.main([*SMALL, "--epochs", "1", "--out", str(tmp_path)]) == 0          # a dead holder: free
+
+
+@pytest.mark.parametrize("argv", [["--data-dir", "NOWHERE"], ["--resume"]], ids=["bad-data-dir", "resume-new"])
+def test_a_run_that_fails_at_the_start_leaves_no_folder_behind(tmp_path, argv, capsys):
+    out = tmp_path / "new" / "run"
+    argv = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in argv]
+    assert demo.main([*SMALL, "--epochs", "1", "--out", str(out), *argv]) == 2
+    one_line(capsys.readouterr().err)
+    assert not (tmp_path / "new").exists()

@@ -120,9 +120,11 @@ def exit_status(argv) -> int:
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--labels", "25"], "multiple of 10"),
-    (["--labels", "210"], "class 0 has only 20 images"),
-    (["--labels", "200"], "all 200 training images are labelled"),
+    (["--labels", "25"], "multiple of 10: pass the same number of each digit, e.g. --labels 20"),
+    (["--labels", "205"], "e.g. --labels 190 (the most this data allows: class 0 has 20 images"),
+    (["--labels", "210"], "class 0 has only 20 images: pass at most --labels 190"),
+    (["--labels", "200"], "all 200 training images are labelled: M2 needs unlabelled ones too; pass at most --labels 190"),
+    (["--labels", "5"], "--labels: must be an integer >= 10, got 5"),
     (["--alpha", "-1"], "--alpha"),
     (["--alpha", "nan"], "--alpha"),
     (["--balance", "-1"], "--balance"),
@@ -132,6 +134,23 @@ def test_bad_settings_are_one_line(fake_mnist, tmp_path, capsys, argv, words):
     err = one_line(capsys.readouterr().err)
     assert err.startswith("error: ") and words in err
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_the_labels_a_refusal_suggests_are_accepted(fake_mnist, tmp_path, capsys):
+    """--labels 60001 used to suggest --labels 60000, which then failed on the per-digit count: the
+    suggestion is the largest count the data allows (the same for each digit, some left unlabelled)."""
+    assert exit_status([*SMALL[:-2], "--labels", "60001", "--out", str(tmp_path / "run")]) == 2
+    line = one_line(capsys.readouterr().err)
+    suggested = line.split("e.g. --labels ")[1].split()[0]
+    assert suggested == "190"                                       # 20 images of each digit, 200 in all
+    assert demo.main([*SMALL[:-2], "--labels", suggested, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert metrics(tmp_path / "run")["labelled"]["per_class"] == [19] * 10
+
+
+def test_largest_balanced_count_leaves_images_unlabelled():
+    assert demo.largest_balanced(np.arange(200) % 10) == 190                  # 20 each: 200 would be all
+    assert demo.largest_balanced(np.r_[np.arange(200) % 10, [3]]) == 200      # one image left over
+    assert demo.largest_balanced(np.arange(9)) == 0                           # a digit missing
 
 
 @pytest.mark.slow
