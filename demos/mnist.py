@@ -78,8 +78,9 @@ def build_parser():
     flag(p, "--iw-k", TrainConfig, "iw_k", default=100, metavar="K",
          help="importance samples per image for the -log p(x) estimate, 0 to skip it; any K fits in "
               "memory; default %(default)s")
-    flag(p, "--iw-images", TrainConfig, "iw_images", default=10000, metavar="N",
-         help="test images (the first N) in the -log p(x) estimate; default %(default)s")
+    flag(p, "--iw-images", TrainConfig, "iw_images", default=None, metavar="N",
+         help="test images (the first N) in the -log p(x) estimate; default 10000 for the MLP, 1000 for "
+              "--arch conv (whose decoder is slower: the estimate would take longer than the training)")
     return p
 
 
@@ -102,7 +103,8 @@ def configs_from_args(args):
         config = VAEConfig(input_dim=784, enc_hidden=hidden, dec_hidden=hidden[::-1],
                            latent_dim=args.latent_dim or 20, activation="relu", likelihood=args.likelihood,
                            init=args.init or "pytorch")
-    tconfig = train_config(args, binarize=args.binarize, iw_k=args.iw_k, iw_images=args.iw_images,
+    iw_images = args.iw_images if args.iw_images is not None else 1000 if args.arch == "conv" else 10000
+    tconfig = train_config(args, binarize=args.binarize, iw_k=args.iw_k, iw_images=iw_images,
                            beta=args.beta, warmup_epochs=args.kl_warmup_epochs)
     return config, tconfig
 

@@ -493,3 +493,11 @@ def test_a_run_that_fails_at_the_start_leaves_no_folder_behind(tmp_path, argv, c
     assert demo.main([*SMALL, "--epochs", "1", "--out", str(out), *argv]) == 2
     one_line(capsys.readouterr().err)
     assert not (tmp_path / "new").exists()
+
+
+def test_the_conv_default_estimate_is_sized_not_to_dwarf_the_training():
+    mlp = demo.configs_from_args(demo.build_parser().parse_args([]))[1]
+    conv = demo.configs_from_args(demo.build_parser().parse_args(["--arch", "conv"]))[1]
+    assert (mlp.iw_images, conv.iw_images) == (10000, 1000)
+    assert demo.configs_from_args(demo.build_parser().parse_args(["--arch", "conv", "--iw-images", "10000"]))[1] \
+        .iw_images == 10000
