@@ -3,6 +3,7 @@
     python demos/mnist_ae.py                                       # 784-400-2, masking 0.3, 10 epochs
     python demos/mnist_ae.py --corruption gaussian --corruption-level 0.5 --out runs/family-gaussian
     python demos/mnist_ae.py --latent-dim 20 --out runs/family-z20
+    python demos/mnist_ae.py --sparsity kl --epochs 5 --out runs/sparse   # plain and sparse AE, 784-196-784
 
 The three models have the same encoder and decoder shapes (784-400-L-400-784,
 ReLU; the VAE's encoder ends in 2L numbers, mu and logvar, instead of L), the
@@ -25,6 +26,12 @@ Written to --out:
     samples.png              the same z ~ N(0, I) decoded by each model
     latent_scatters.png      the test digits' codes (AE, DAE) and means of q(z|x) (VAE)
 
+With --sparsity kl|l1 the demo trains, instead, a plain and a sparse autoencoder
+of one shape, 784-H-784 with H sigmoid code units (--code-units), the sparse one
+with the activity penalty and weight decay (tinyvae/core/sparse.py), into plain/
+and sparse/, and writes features.png (the first layer's weights, one image per
+unit) and each model's share of near-zero code activations in metrics.json.
+
 Errors the user can fix are one line on stderr, exit status 2; Ctrl-C is one
 line saying what is saved, exit status 130 (demos/common.py).
 Explained, with the pictures of a 10-epoch run: docs/autoencoders.md
@@ -40,11 +47,12 @@ from pathlib import Path
 from common import (add_common_flags, add_size_flags, finish, fit_each, flag, from_flags, main_wrapper, mlp_shape,
                     on_ctrl_c, one_line_parser, run_info, shape_name, start_run, train_config)
 from measures import code_spread, codes, family_markdown, in_batches, reconstruction_table
-from tinyvae import plots
+from tinyvae import plots, sparse
 from tinyvae.checkpoint import METRICS_FILE
 from tinyvae.core import ae, vae
 from tinyvae.core.ae import AEConfig
 from tinyvae.core.layers import sigmoid
+from tinyvae.core.sparse import PENALTIES, SparseAEConfig
 from tinyvae.core.vae import VAEConfig
 from tinyvae.models import corrupt
 from tinyvae.train import STREAM_PICTURES
@@ -56,6 +64,8 @@ N_SHOWN = 12                  # test digits in reconstructions.png
 N_SAMPLES = 24                # prior samples per model, two rows
 PICTURES = ("reconstructions.png", "samples.png", "latent_scatters.png")
 OUTPUT_FILES = (METRICS_FILE, *PICTURES)
+SPARSE_MODELS = {"plain": "plain AE", "sparse": "sparse AE"}   # --sparsity: folder under --out: label
+SPARSE_PICTURES = ("features.png",)
 
 
 # ---------------------------------------------------------------------------
@@ -77,6 +87,18 @@ def build_parser():
                         "default %(default)s")
     flag(p, "--corruption-level", AEConfig, "corruption_level", default=None, metavar="P",
          help="p for mask (below 1), sigma for gaussian; default 0.3 for mask, 0.5 for gaussian")
+    p.add_argument("--sparsity", choices=PENALTIES, default=None,
+                   help="instead of the family: a plain and a sparse autoencoder, 784-H-784 with H sigmoid "
+                        "code units, and their first-layer features; kl (UFLDL's penalty toward --rho) or l1")
+    flag(p, "--code-units", SparseAEConfig, "latent_dim", default=196, metavar="H",
+         help="with --sparsity: the code's sigmoid units; default %(default)s")
+    flag(p, "--rho", SparseAEConfig, "rho", default=0.05,
+         help="with --sparsity kl: each code unit's target mean activation; default %(default)s")
+    flag(p, "--sparsity-weight", SparseAEConfig, "sparsity_weight", default=3.0, metavar="BETA",
+         help="with --sparsity: the penalty's weight beta; default %(default)s")
+    flag(p, "--weight-decay", SparseAEConfig, "weight_decay", default=3e-3, metavar="LAMBDA",
+         help="with --sparsity: lambda / 2 times the sum of every squared weight (not the biases); "
+              "default %(default)s")
     return p
 
 
@@ -89,6 +111,16 @@ def configs_from_args(args):
                "dae": AEConfig(**shape, corruption=args.corruption, corruption_level=level),
                "vae": VAEConfig(**shape)}
     return configs, train_config(args, iw_k=0)
+
+
+@from_flags
+def sparse_configs(args):
+    """({'plain': SparseAEConfig, 'sparse': SparseAEConfig}, TrainConfig): one shape, without and with the penalty."""
+    shape = dict(input_dim=784, latent_dim=args.code_units)
+    return ({"plain": SparseAEConfig(**shape, sparsity_weight=0.0, weight_decay=0.0),
+             "sparse": SparseAEConfig(**shape, sparsity=args.sparsity, rho=args.rho,
+                                      sparsity_weight=args.sparsity_weight, weight_decay=args.weight_decay)},
+            train_config(args, iw_k=0))
 
 
 def corruption_name(config: AEConfig) -> str:
@@ -142,7 +174,39 @@ def write_pictures(params, configs, backend, x, x_noisy, y_test, test_codes, out
 # ---------------------------------------------------------------------------
 
 
+def run_sparse(args) -> int:
+    """--sparsity: the plain and the sparse autoencoder trained alike, their codes measured, their features drawn."""
+    configs, tconfig = sparse_configs(args)
+    backend, out, (x_train, _, x_test, _) = start_run(args, configs.values(), tconfig,
+                                                      (METRICS_FILE, *SPARSE_PICTURES))
+    s = configs["sparse"]
+    print(f"plain and sparse AE on MNIST: 784-{s.latent_dim}-784, sigmoid code; {s.sparsity} penalty (rho {s.rho:g}, "
+          f"beta {s.sparsity_weight:g}), weight decay {s.weight_decay:g}; backend {backend.name}, out {out}",
+          flush=True)
+    t0 = time.perf_counter()
+    results, seconds = fit_each(args, {n: (label, configs[n], tconfig) for n, label in SPARSE_MODELS.items()},
+                                x_train, x_test, backend, out)
+    with on_ctrl_c(f"interrupted after training: both models are saved under {out}; --resume measures them again"):
+        x = backend.asarray(x_test)
+        codes_ = {n: sparse.code_summary(r.params, x, configs[n], backend) for n, r in results.items()}
+        for n, m in codes_.items():
+            print(f"{SPARSE_MODELS[n]}: {m['near_zero_share']:.1%} of the test codes' activations below "
+                  f"{sparse.NEAR_ZERO}, mean {m['mean_activation']:.3f}, {m['units_never_on']} of {m['units']} units "
+                  f"never above 1/2; features over a median {m['effective_pixels_median']:.0f} pixels")
+        sparse.features_picture({SPARSE_MODELS[n]: backend.to_numpy(r.params["enc.0.W"]) for n, r in results.items()},
+                                out / SPARSE_PICTURES[0], "First-layer features: each unit's encoder weights "
+                                                           "(dark positive, light negative)")
+    finish(out, {"configs": {n: c.to_dict() for n, c in configs.items()}, "train_config": tconfig.to_dict(),
+                 **run_info(backend, x_train, x_test), "codes": codes_,
+                 "final": {n: {k: v for k, v in r.metrics.items() if k.startswith("test_")}
+                           for n, r in results.items()},
+                 "seconds": seconds}, SPARSE_MODELS, SPARSE_PICTURES, t0)
+    return 0
+
+
 def run(args) -> int:
+    if args.sparsity:
+        return run_sparse(args)
     configs, tconfig = configs_from_args(args)
     backend, out, (x_train, _, x_test, y_test) = start_run(args, configs.values(), tconfig, OUTPUT_FILES)
     dae = configs["dae"]

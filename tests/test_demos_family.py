@@ -271,3 +271,24 @@ def test_beta_demo_refuses_a_zero_beta_in_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         beta_demo.main(["--betas", "0"])
     assert e.value.code == 2 and "positive number" in one_line(capsys.readouterr().err)
+
+
+def test_family_demo_sparsity_trains_a_plain_and_a_sparse_autoencoder(tmp_path, fake_mnist, capsys):
+    assert family.main(["--sparsity", "kl", "--code-units", "16", "--epochs", "2", "--batch-size", "50",
+                        "--lr", "3e-3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    m = metrics_of(tmp_path)
+    assert (tmp_path / "features.png").stat().st_size > 0
+    assert all((tmp_path / name / "checkpoint.npz").is_file() for name in ("plain", "sparse"))
+    assert m["configs"]["plain"]["sparsity_weight"] == 0 and m["configs"]["plain"]["weight_decay"] == 0
+    assert m["configs"]["sparse"]["sparsity"] == "kl" and m["configs"]["sparse"]["latent_dim"] == 16
+    for name in ("plain", "sparse"):
+        codes = m["codes"][name]
+        assert 0 <= codes["near_zero_share"] <= 1 and codes["units"] == 16
+        assert f"{codes['near_zero_share']:.1%} of the test codes' activations below 0.05" in out
+
+
+def test_family_demo_sparsity_flags_are_checked_by_the_config_rules(capsys):
+    with pytest.raises(SystemExit) as e:
+        family.main(["--sparsity", "kl", "--rho", "1"])
+    assert e.value.code == 2 and "--rho: must be a finite number in (0, 1)" in one_line(capsys.readouterr().err)

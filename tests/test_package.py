@@ -11,6 +11,7 @@ from tinyvae import api, checks, models
 from tinyvae.core import vae
 from tinyvae.core.ae import AEConfig
 from tinyvae.core.m2 import M2Config
+from tinyvae.core.sparse import SparseAEConfig
 from tinyvae.core.nets import Conv, ConvTranspose, Dense
 from tinyvae.core.vae import VAEConfig
 from tinyvae.errors import InputError
@@ -183,7 +184,7 @@ def test_configs_build_their_networks_once():
 def test_fit_has_no_per_model_branch():
     source = (Path(tinyvae.__file__).parent / "train.py").read_text()
     assert '== "m2"' not in source and '== "vae"' not in source and '"x_"' not in source
-    assert set(models.MODELS) == {VAEConfig, AEConfig, M2Config}
+    assert set(models.MODELS) == {VAEConfig, AEConfig, M2Config, SparseAEConfig}
 
 
 def test_gradient_checks_refuse_float32():

@@ -170,7 +170,6 @@ class Layers(Rule):
             return True, None
         if isinstance(value, (str, bytes, dict)) or not isinstance(value, (tuple, list)):
             return False, value
-        from .specs import layer_from_dict      # specs builds on core.nets, which builds on this module
         return True, tuple(layer_from_dict(layer) for layer in value)
 
 
@@ -220,10 +219,18 @@ def run_rules(obj):
         extra(obj)
 
 
+LAYER_KINDS = {}   # "dense" -> Dense, ...: each layer spec class that names its KIND (core/nets.py)
+
+
 class Checked:
     """Base of every user-built dataclass: RULES run on construction; to_dict/from_dict for records."""
 
     RULES: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "KIND" in cls.__dict__:
+            LAYER_KINDS[cls.KIND] = cls
 
     def __post_init__(self):
         run_rules(self)
@@ -232,7 +239,6 @@ class Checked:
 
     def to_dict(self) -> dict:
         """The JSON form of the fields: layer specs as {"kind": ...} dicts."""
-        from .specs import layer_to_dict
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, rule in self.RULES.items():
             if isinstance(rule, Layers) and d[name] is not None:
@@ -248,6 +254,27 @@ class Checked:
         if unknown:
             raise InputError(f"unknown {cls.__name__} fields {sorted(unknown)}")
         return cls(**d)
+
+
+def layer_to_dict(layer) -> dict:
+    """{"kind": "conv", "filters": 32, ...}: a layer spec's JSON form, as checkpoints and metrics keep it."""
+    d = {f.name: getattr(layer, f.name) for f in fields(layer)}
+    if "shape" in d:
+        d["shape"] = list(d["shape"])
+    return {"kind": type(layer).KIND, **d}
+
+
+def layer_from_dict(d):
+    """The inverse of layer_to_dict, every field checked by the spec's rules; a spec passes through."""
+    if type(d) in LAYER_KINDS.values():
+        return d
+    if not isinstance(d, dict) or d.get("kind") not in LAYER_KINDS:
+        raise InputError(f"not a layer description: {d!r}: use one of {', '.join(LAYER_KINDS)} "
+                         "as 'kind', or a spec such as Dense(400, 'relu')")
+    try:
+        return LAYER_KINDS[d["kind"]](**{k: v for k, v in d.items() if k != "kind"})
+    except TypeError as e:
+        raise InputError(f"layer {d!r}: {e}") from None
 
 
 def _mask_level_below_one(config):

@@ -21,9 +21,11 @@ from .core import ae, m2, vae
 from .core.ae import AEConfig
 from .core.layers import one_hot
 from .core.m2 import M2Config
+from .core.sparse import SparseAEConfig
 from .core.vae import VAEConfig
 from .core.xp import namespace_of
 from .errors import InputError
+from .sparse import train_step as sparse_ae_step
 
 LABELLED_BATCH = 100   # M2: labelled images per step, drawn afresh from the labelled set each step
 
@@ -145,12 +147,13 @@ class Model:
 
 MODELS = {VAEConfig: Model("vae", vae_step, vae_terms, vae_inputs, iw=True),
           AEConfig: Model("ae", ae_step, ae_terms, lambda *a: {}),
-          M2Config: Model("m2", m2_step, m2_terms, m2_inputs, extra_images=("x_labelled",))}
+          M2Config: Model("m2", m2_step, m2_terms, m2_inputs, extra_images=("x_labelled",)),
+          SparseAEConfig: Model("sparse_ae", sparse_ae_step, ae_terms, lambda *a: {})}
 
 
 def for_config(config) -> Model:
     """The adapter of config's class: VAEConfig (the VAE, or with n_classes the CVAE), AEConfig, M2Config."""
     model = MODELS.get(type(config))
     if model is None:
-        raise InputError(f"fit trains a VAEConfig, AEConfig or M2Config, got {type(config).__name__}")
+        raise InputError(f"fit trains a VAEConfig, AEConfig, SparseAEConfig or M2Config, got {type(config).__name__}")
     return model

@@ -1,4 +1,5 @@
-"""Layer specs as records and tables: the JSON form checkpoints keep, Keras-style summaries, the Keras presets.
+"""Layer specs as records and tables: the JSON form checkpoints keep (checks.layer_to_dict and
+layer_from_dict, beside the rules that read them), Keras-style summaries, the Keras presets.
 
     layer_to_dict(Conv(32, 3, 2, "relu")) == {"kind": "conv", "filters": 32, "kernel": 3, "stride": 2,
                                               "activation": "relu"}
@@ -7,35 +8,8 @@ from __future__ import annotations
 
 import math
 
-from .checks import output_shape
+from .checks import layer_from_dict, layer_to_dict, output_shape  # noqa: F401  the records, read by the rules
 from .core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
-from .errors import InputError
-
-LAYER_KINDS = {"dense": Dense, "conv": Conv, "conv_transpose": ConvTranspose,
-               "reshape": Reshape, "flatten": Flatten}
-_KIND_OF = {cls: kind for kind, cls in LAYER_KINDS.items()}
-
-
-def layer_to_dict(layer) -> dict:
-    """{"kind": "conv", "filters": 32, ...}: the JSON form stored in checkpoints and metrics."""
-    fields = {name: getattr(layer, name) for name in layer.__dataclass_fields__}
-    if "shape" in fields:
-        fields["shape"] = list(fields["shape"])
-    return {"kind": _KIND_OF[type(layer)], **fields}
-
-
-def layer_from_dict(d):
-    """The inverse of layer_to_dict; a spec passes through unchanged."""
-    if type(d) in _KIND_OF:
-        return d
-    if not isinstance(d, dict) or d.get("kind") not in LAYER_KINDS:
-        raise InputError(f"not a layer description: {d!r}: use one of {', '.join(LAYER_KINDS)} "
-                         "as 'kind', or a spec such as Dense(400, 'relu')")
-    fields = {k: v for k, v in d.items() if k != "kind"}
-    try:
-        return LAYER_KINDS[d["kind"]](**fields)
-    except TypeError as e:
-        raise InputError(f"layer {d!r}: {e}") from None
 
 
 def summary(layers, in_shape, name="network") -> str:

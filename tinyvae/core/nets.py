@@ -44,7 +44,7 @@ class Dense(_Linear, Checked):
 
     units: int
     activation: str = "linear"
-    OP, IN_RANK = (affine_forward, affine_backward), 1
+    OP, IN_RANK, KIND = (affine_forward, affine_backward), 1, "dense"
     RULES = dict(units=Int(1), activation=OneOf(ACTIVATIONS))
     LABEL = "{cls} {field}"
 
@@ -66,7 +66,7 @@ class Conv(_Linear, Checked):
     kernel: int = 3
     stride: int = 1
     activation: str = "linear"
-    OP, IN_RANK = fast_conv.CONV2D, 3        # conv.py's pair, a few images at a time (the same numbers)
+    OP, IN_RANK, KIND = fast_conv.CONV2D, 3, "conv"   # conv.py's pair, a few images at a time (same numbers)
     RULES = dict(filters=Int(1), kernel=Int(1), stride=Int(1), activation=OneOf(ACTIVATIONS))
     LABEL = "{cls} {field}"
 
@@ -86,7 +86,7 @@ class ConvTranspose(Conv):
     Params: W (kernel, kernel, filters, C) (Keras's Conv2DTranspose layout), b (filters,).
     """
 
-    OP = fast_conv.CONV2D_TRANSPOSE
+    OP, KIND = fast_conv.CONV2D_TRANSPOSE, "conv_transpose"
 
     def shapes(self, in_shape):
         h, w, c = in_shape
@@ -99,7 +99,7 @@ class Reshape(Checked):
     """x (N, *a) -> (N, *shape), values in row-major order (so (784,) -> (28, 28, 1) is HWC). No params."""
 
     shape: tuple
-    PARAMS = ()
+    PARAMS, KIND = (), "reshape"
     RULES = dict(shape=Sizes(scalar=True, fix="e.g. Reshape((28, 28, 1))"))
     LABEL = "Reshape shape"
 
@@ -114,10 +114,10 @@ class Reshape(Checked):
 
 
 @dataclass(frozen=True)
-class Flatten:
+class Flatten(Checked):
     """x (N, H, W, C) -> (N, H*W*C), in HWC order as Keras flattens (PyTorch flattens CHW). No params."""
 
-    PARAMS = ()
+    PARAMS, KIND, RULES = (), "flatten", {}
 
     def shapes(self, in_shape):
         return {}, (math.prod(in_shape),)
