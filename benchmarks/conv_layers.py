@@ -11,9 +11,10 @@ padding:
     convT  14->28, 64->32
     convT  28->28, 32->1
 
-tinyvae runs `conv2d_forward`/`conv2d_backward` (or the transposed pair) on
-NHWC arrays. PyTorch runs `torch.nn.functional.conv2d` / `conv_transpose2d` on
-NCHW tensors with autograd, written the way a PyTorch port would be: padding=1
+tinyvae runs the pairs its Conv and ConvTranspose layers run (tinyvae.fast.conv:
+core/conv.py's conv2d and conv2d_transpose, a few images per pass) on NHWC
+arrays. PyTorch runs `torch.nn.functional.conv2d` / `conv_transpose2d` on NCHW
+tensors with autograd, written the way a PyTorch port would be: padding=1
 (symmetric), with output_padding=1 for the stride-2 transposed convs. That has
 the same shapes and the same multiply count as Keras's 'same' (whose padding at
 stride 2 is (0, 1)), so the timings compare like with like. Both take turns
@@ -25,30 +26,24 @@ of the mean over a few repeats.
     python benchmarks/conv_layers.py --pass-entries 1e9   # the whole batch in one pass
     python benchmarks/conv_layers.py --backend cupy       # CuPy vs PyTorch CUDA
 
-The machine is measured as found: nothing here sets threads or BLAS options,
-and the load average and any thread variables are printed. Timings on a shared
-machine are noisy; only ratios within one run mean anything, and with a busy
-machine not even those (a multithreaded BLAS waits for its second thread). PyTorch
-is optional: without it only tinyvae's column is printed.
+The machine is measured as found (benchmarks/harness.py prints it, with the
+load average and any thread variables): nothing here sets threads or BLAS
+options. Timings on a shared machine are noisy; only ratios within one run mean
+anything, and with a busy machine not even those (a multithreaded BLAS waits
+for its second thread). PyTorch is optional: without it only tinyvae's column
+is printed.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from harness import add_pass_entries_flag, import_torch, machine_report, set_pass_entries
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))      # conv_vs_pytorch beside it
-
-from conv_vs_pytorch import add_pass_entries_flag, set_pass_entries  # noqa: E402
-
-from tinyvae import conv  # noqa: E402
-from tinyvae.backend import get_backend  # noqa: E402
+from tinyvae.backend import get_backend
+from tinyvae.fast.conv import CONV2D, CONV2D_TRANSPOSE
 
 # name, kind, input side, input channels, output channels, kernel, stride, need_dx
 LAYERS = [
@@ -76,10 +71,7 @@ class TinyVAELayer:
         self.be = be
         self.x, self.W, self.b, self.dy = (be.asarray(a) for a in (x, W, b, dy))
         self.stride, self.need_dx = stride, need_dx
-        if kind == "conv":
-            self.forward, self.backward = conv.conv2d_forward, conv.conv2d_backward
-        else:
-            self.forward, self.backward = conv.conv2d_transpose_forward, conv.conv2d_transpose_backward
+        self.forward, self.backward = CONV2D if kind == "conv" else CONV2D_TRANSPOSE  # the pairs Conv layers run
 
     def step(self):
         y, cache = self.forward(self.x, self.W, self.b, self.stride)
@@ -142,18 +134,10 @@ def main(argv=None):
     entries = set_pass_entries(args.backend, args.pass_entries)
 
     be = get_backend(args.backend, dtype="float32")
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch is not installed: timing tinyvae only.")
-    device = None
-    if torch is not None:
-        device = torch.device("cuda" if args.backend == "cupy" else "cpu")
-        print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
-    env = {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    print(f"{os.cpu_count()} logical CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
-          f"{env or 'no thread variables set'}")
+    torch, device = import_torch(args.backend)
+    for line in machine_report(torch, args.backend, device):
+        print(line)
+    device = None if torch is None else torch.device(device)
     print(f"NumPy {np.__version__}, tinyvae backend {args.backend}, float32, batch {args.batch}, "
           f"passes of {entries} column entries, median of {args.rounds} rounds of {args.repeats} calls")
     print()

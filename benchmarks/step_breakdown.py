@@ -1,14 +1,17 @@
 """Where one training step's time goes: each engine function, the optimizer, batching.
 
 Trains the PyTorch-example VAE (see epoch_vs_pytorch.py) for a few hundred
-steps with a stopwatch around every forward/backward function that
-`loss_and_grads` calls, and around batching, the noise draw and Adam, then
-prints milliseconds per step for each, largest first, next to the matrix
-multiplies alone (the floor of epoch_vs_pytorch.py).
+steps of tinyvae.train.steps, the loop fit runs, on the core's step
+(models.MODELS[type(config)], the plain step), with a stopwatch around every
+forward/backward function that the core's `loss_and_grads` calls, around
+loss_and_grads itself, the noise draw and Adam, and around each whole step;
+then prints milliseconds per step for each, largest first, next to the matrix
+multiplies alone (the floor of epoch_vs_pytorch.py). "batch (take) and the
+loop" is what is left of a step: the loop's take of the batch and its own lines.
 
 Two columns, measured in turns in one process so that both see the same
 machine: Adam's plain lines (`fast=False`) and its fast path (`fast=True`,
-tinyvae/fused.py), each on its own copy of the same model, in turns of
+tinyvae/fast/optim.py), each on its own copy of the same model, in turns of
 --block steps, alternating, with the same steps of the matmul floor after
 each turn. Each line is the median over the turns of its milliseconds per
 step, so that a turn slowed down by other work on the machine moves it
@@ -31,27 +34,22 @@ import argparse
 import collections
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # epoch_vs_pytorch, next to this file
+import numpy as np
+from epoch_vs_pytorch import CONFIG
+from harness import MatmulFloor, TinyVAERun, load_data
 
-import numpy as np  # noqa: E402
-from epoch_vs_pytorch import CONFIG, MatmulFloor, TinyVAERun, load_data  # noqa: E402
+import tinyvae.core.vae as vae
+from tinyvae import models, train
+from tinyvae.core.layers import ACTIVATIONS
+from tinyvae.core.nets import Dense
 
-import tinyvae.nets as nets  # noqa: E402
-import tinyvae.vae as vae  # noqa: E402
-from tinyvae.layers import ACTIVATIONS  # noqa: E402
-
-# The names loss_and_grads looks up, by the module it looks them up in.
-TIMED = {
-    vae: ["check_batch", "reparameterize_forward", "reparameterize_backward",
-          "bernoulli_nll_forward", "bernoulli_nll_backward",
-          "kl_normal_forward", "kl_normal_backward"],
-    nets: ["affine_forward", "affine_backward"],
-}
+# The names the core's loss_and_grads looks up in core/vae.py (models.vae_step looks up loss_and_grads there).
+TIMED = ["loss_and_grads", "reparameterize_forward", "reparameterize_backward",
+         "bernoulli_nll_forward", "bernoulli_nll_backward", "kl_normal_forward", "kl_normal_backward"]
 COLUMNS = {"fast=False": False, "fast=True": True}  # Adam's switch
+ALL_OF_IT = "loss_and_grads, all of it"
 
 
 def stopwatch(fn, label, totals, sync):
@@ -65,48 +63,40 @@ def stopwatch(fn, label, totals, sync):
 
 
 def install_stopwatches(current, sync):
-    """Wrap every timed function (and the activations a Dense layer calls); returns the undo."""
-    saved = [(module, name, getattr(module, name)) for module, names in TIMED.items() for name in names]
-    for module, name, fn in saved:
-        setattr(module, name, stopwatch(fn, name, current, sync))
+    """Wrap every timed function, a Dense layer's pair and the activations it calls; returns the undo."""
+    saved = [(name, getattr(vae, name)) for name in TIMED]
+    for name, fn in saved:
+        setattr(vae, name, stopwatch(fn, ALL_OF_IT if name == "loss_and_grads" else name, current, sync))
+    dense_op = Dense.OP
+    Dense.OP = tuple(stopwatch(fn, f"affine_{way}", current, sync)
+                     for fn, way in zip(dense_op, ("forward", "backward")))
     acts = {a: ACTIVATIONS[a] for a in ("relu", "linear")}
     for a, (fwd, bwd) in acts.items():
         ACTIVATIONS[a] = (stopwatch(fwd, f"{a}_forward", current, sync),
                           stopwatch(bwd, f"{a}_backward", current, sync))
 
     def undo():
-        for module, name, fn in saved:
-            setattr(module, name, fn)
+        for name, fn in saved:
+            setattr(vae, name, fn)
+        Dense.OP = dense_op
         ACTIVATIONS.update(acts)
     return undo
 
 
-def train_steps(run, order, start, n_steps, batch_size, totals):
-    """n_steps of training from image `start` of `order`; stopwatch totals go to `totals`."""
-    be, xp, sync = run.be, run.xp, run.be.synchronize
-    n = order.shape[0]
-    for _ in range(n_steps):
-        s = start % (n - batch_size + 1)
+def train_steps(run, order, start, n_steps, batch_size, current):
+    """n_steps of train.steps from image `start` of the host batch order `order` (wrapping round);
+    the stopwatches' totals go to a fresh current[0]. Returns where the next turn starts."""
+    be, sync = run.be, run.be.synchronize
+    totals = current[0] = collections.defaultdict(float)
+    rows = be.asarray(order[(start + np.arange(n_steps * batch_size)) % order.shape[0]])
+    t0 = time.perf_counter()
+    for _ in train.steps(run.params, run.opt, run.model, CONFIG, be, run.x, rows, batch_size):
+        sync()
+        totals["STEP"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        xb = xp.take(run.x, order[s:s + batch_size], axis=0)
-        sync()
-        t1 = time.perf_counter()
-        eps = be.normal((xb.shape[0], CONFIG.latent_dim))
-        sync()
-        t2 = time.perf_counter()
-        _, grads = vae.loss_and_grads(run.params, xb, eps, CONFIG, check_values=False)
-        sync()
-        t3 = time.perf_counter()
-        run.opt.step(run.params, grads)
-        sync()
-        t4 = time.perf_counter()
-        totals["batch (take)"] += t1 - t0
-        totals["noise (backend.normal)"] += t2 - t1
-        totals["loss_and_grads, all of it"] += t3 - t2
-        totals["Adam.step"] += t4 - t3
-        totals["STEP"] += t4 - t0
-        start += batch_size
-    return start
+    totals["batch (take) and the loop"] = totals["STEP"] - sum(
+        totals[k] for k in (ALL_OF_IT, "noise (backend.normal)", "Adam.step"))
+    return start + n_steps * batch_size
 
 
 def main(argv=None):
@@ -120,26 +110,27 @@ def main(argv=None):
 
     warm, bs = 30, args.batch_size
     x, _ = load_data(min((args.steps + warm) * bs, 60000), args.synthetic)
-    runs = {name: TinyVAERun(args.backend, x, fast=fast) for name, fast in COLUMNS.items()}
-    floor = MatmulFloor(args.backend, bs)
+    runs = {name: TinyVAERun(args.backend, x, CONFIG, fast=fast) for name, fast in COLUMNS.items()}
+    for run in runs.values():  # the core's step (not fast/step.py's): the functions the stopwatches wrap
+        run.model = models.MODELS[type(CONFIG)]                # the plain core step
+    floor = MatmulFloor(args.backend, bs, CONFIG)
     sync = runs["fast=True"].be.synchronize
-    order = runs["fast=True"].be.asarray(np.random.default_rng(0).permutation(x.shape[0]))
+    order = np.random.default_rng(0).permutation(x.shape[0])
     blocks = {name: [] for name in runs}  # per column: one dict of seconds per turn
     current = [None]  # the dict the stopwatches write to
     undo = install_stopwatches(current, sync)
+    for name, run in runs.items():  # the noise draw and the optimizer, on each column's own objects
+        run.be.normal = stopwatch(run.be.normal, "noise (backend.normal)", current, sync)
+        run.opt.step = stopwatch(run.opt.step, "Adam.step", current, sync)
     try:
-        starts = {}
-        for name, run in runs.items():  # warm up each column off the clock
-            current[0] = collections.defaultdict(float)
-            starts[name] = train_steps(run, order, 0, warm, bs, current[0])
+        starts = {name: train_steps(run, order, 0, warm, bs, current) for name, run in runs.items()}  # warm-up
         floor.epoch(warm * bs)
         done, turn = 0, 0
         while done < args.steps:
             n = min(args.block, args.steps - done)
             names = list(runs) if turn % 2 == 0 else list(runs)[::-1]
             for name in names:
-                current[0] = collections.defaultdict(float)
-                starts[name] = train_steps(runs[name], order, starts[name], n, bs, current[0])
+                starts[name] = train_steps(runs[name], order, starts[name], n, bs, current)
                 blocks[name].append({k: v / n for k, v in current[0].items()})  # seconds per step
             t0 = time.perf_counter()
             floor.epoch(n * bs)
@@ -147,8 +138,8 @@ def main(argv=None):
             for name in runs:
                 b = blocks[name][-1]
                 b["matrix multiplies alone (floor)"] = floor_s
-                inner = sum(v for k, v in b.items() if k.endswith(("_forward", "_backward")) or k == "check_batch")
-                b["loss_and_grads, its own lines"] = b["loss_and_grads, all of it"] - inner
+                inner = sum(v for k, v in b.items() if k.endswith(("_forward", "_backward")))
+                b["loss_and_grads, its own lines"] = b[ALL_OF_IT] - inner
                 b["not the multiplies (STEP - floor)"] = b["STEP"] - floor_s
                 b["outside the dense layers (STEP - affine)"] = (
                     b["STEP"] - b["affine_forward"] - b["affine_backward"])

@@ -20,7 +20,7 @@ from conftest import load_script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from epoch_vs_pytorch import take_turns  # noqa: E402
+from harness import take_turns  # noqa: E402
 
 
 def make_pid_writer(path):
