@@ -1,7 +1,7 @@
 """Why the reparameterization trick: the score-function estimator of the ELBO's gradient beside the pathwise one.
 
     python demos/mnist_estimators.py                              # trains a short VAE (3 epochs) into --out/vae
-    python demos/mnist_estimators.py --from runs/mnist            # measures a demos/mnist.py run instead
+    python demos/mnist_estimators.py --from runs/mnist --out runs/estimators-mnist   # measures a demos/mnist.py run
     python demos/mnist_estimators.py --draws 50 --steps 50 --limit 2000 --epochs 1 --out runs/estimators-quick
 
 For one fixed batch of test digits (--images), on the untrained VAE (its initial

@@ -230,7 +230,7 @@ class Checked:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "KIND" in cls.__dict__:
-            LAYER_KINDS[cls.KIND] = cls
+            LAYER_KINDS.setdefault(cls.KIND, cls)      # the first class of a kind: a module's copy cannot replace it
 
     def __post_init__(self):
         run_rules(self)
@@ -266,7 +266,7 @@ def layer_to_dict(layer) -> dict:
 
 def layer_from_dict(d):
     """The inverse of layer_to_dict, every field checked by the spec's rules; a spec passes through."""
-    if type(d) in LAYER_KINDS.values():
+    if isinstance(d, Checked) and hasattr(type(d), "KIND"):
         return d
     if not isinstance(d, dict) or d.get("kind") not in LAYER_KINDS:
         raise InputError(f"not a layer description: {d!r}: use one of {', '.join(LAYER_KINDS)} "
@@ -291,7 +291,7 @@ EXTRA_CHECKS = {"AEConfig": (_mask_level_below_one,)}
 # Networks: the shapes fit, or the layer that breaks them is named
 # ---------------------------------------------------------------------------
 
-NETWORK_NAMES = {"enc": "encoder", "dec": "decoder", "cls": "classifier"}
+NETWORK_NAMES = {"enc": "encoder", "dec": "decoder", "cls": "classifier", "gen": "generator", "dis": "discriminator"}
 
 
 def _layer_problem(layer, in_shape):
@@ -326,7 +326,8 @@ def networks_fit(config):
         out = output_shape(layers, in_shape, name)
         if out != out_shape:
             what = {"enc": "latent_dim (the code)" if out_shape[0] == config.latent_dim
-                    else "2 * latent_dim (mu and logvar)", "dec": "input_dim", "cls": "n_classes (the logits)"}[prefix]
+                    else "2 * latent_dim (mu and logvar)", "dec": "input_dim", "cls": "n_classes (the logits)",
+                    "gen": "input_dim", "dis": "1 (the logit)"}.get(prefix, "its output")
             raise InputError(f"{name} ends in {out} but {what} is {out_shape[0]}: make its last layer "
                              f"Dense({out_shape[0]}) (after Flatten() for images); conv strides must divide "
                              f"the image side")

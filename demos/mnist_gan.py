@@ -1,0 +1,125 @@
+"""Train the GAN on MNIST; write a checkpoint, metrics.json, a sample grid per epoch and the curves to --out.
+
+    python demos/mnist_gan.py                                   # MLP: G 20-400-784, D 784-400-1, 20 epochs
+    python demos/mnist_gan.py --arch conv --out runs/gan-conv   # G the Keras conv decoder, D its conv encoder
+    python demos/mnist_gan.py --epochs 30 --resume              # continue the first run from its checkpoint
+
+The generator is the VAE's decoder (logits, x = sigmoid(logits)) and the
+discriminator its encoder with a 1-unit head and leaky ReLUs (tinyvae/core/gan.py).
+The recipe: Adam, lr 2e-4, beta1 0.5 for both players, one D step then one G
+step per batch, the non-saturating generator loss. Per epoch it prints both
+players' losses (nats per image), D's accuracy on real images and on fakes,
+and the seconds the epoch took, and draws the same fixed z as samples_NNN.png.
+Errors the user can fix are one line on stderr, exit status 2; Ctrl-C is one
+line saying which epochs are saved, exit status 130 (demos/common.py).
+Explained: docs/gan.md
+"""
+from __future__ import annotations
+
+import sys
+
+# common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
+from common import (add_common_flags, add_size_flags, drawing_pictures, flag, from_flags, main_wrapper,
+                    one_line_parser, say_wrote, start_run)
+from matplotlib.ticker import MaxNLocator
+from tqdm import tqdm
+
+from tinyvae import plots
+from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE
+from tinyvae.core.gan import GANConfig, critic, generate
+from tinyvae.errors import InputError
+from tinyvae.gan_train import GANTrainConfig, fit_gan
+from tinyvae.specs import keras_conv_decoder, keras_conv_encoder
+from tinyvae.train import STREAM_PICTURES
+
+N_SAMPLES = 64               # the fixed z of every epoch's grid, 8 x 8
+HIDDEN = (400,)              # the MLP discriminator's hidden sizes (the VAE demo's); G mirrors them
+PICTURES = ("samples.png", "gan_curves.png")
+OUTPUT_FILES = (CHECKPOINT_FILE, METRICS_FILE, *PICTURES)
+
+
+def build_parser():
+    p = one_line_parser("demos/mnist_gan.py", "Train the tinyvae GAN on MNIST: the VAE's decoder as the "
+                        "generator, its encoder with a 1-unit head as the discriminator.")
+    add_common_flags(p, out="runs/mnist_gan", epochs=20, batch_size=64, lr=2e-4)
+    add_size_flags(p, 20, "noise dimensions (z)", models="the discriminator", hidden=HIDDEN)
+    p.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
+                   help="mlp: dense layers (--hidden); conv: the Keras example's conv decoder as G and its "
+                        "conv encoder as D; default %(default)s")
+    flag(p, "--beta1", GANTrainConfig, "beta1", default=0.5, help="Adam's beta1 for both players; default %(default)s")
+    return p
+
+
+@from_flags
+def configs_from_args(args):
+    """(GANConfig, GANTrainConfig) from the flags: D mirrors the VAE's encoder, G its decoder."""
+    L = args.latent_dim
+    if args.arch == "conv":
+        if args.hidden != list(HIDDEN):
+            raise InputError("--hidden sets the MLP's sizes and --arch conv has fixed Keras layers: "
+                             "drop --hidden, or pass --arch mlp")
+        config = GANConfig(input_dim=784, latent_dim=L, generator=keras_conv_decoder(),
+                           discriminator=critic(keras_conv_encoder(L)))
+    else:
+        config = GANConfig(input_dim=784, latent_dim=L, dis_hidden=tuple(args.hidden),
+                           gen_hidden=tuple(reversed(args.hidden)))
+    return config, GANTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta1=args.beta1,
+                                  seed=args.seed)
+
+
+def gan_curves(epochs, path):
+    """Two panels per epoch: (a) both players' losses, nats per image; (b) D's accuracy on real and fake."""
+    x = [e["epoch"] for e in epochs]
+    fig = plots._new_figure(10, 4, layout="constrained")
+    losses, accuracy = fig.subplots(1, 2)
+    for ax, key, label in ((losses, "train_d_loss", "D: -log D(x) - log(1 - D(G(z)))"),
+                           (losses, "train_g_loss", "G: -log D(G(z))"),
+                           (accuracy, "train_acc_real", "real, training batches"),
+                           (accuracy, "train_acc_fake", "fake, training batches"),
+                           (accuracy, "test_acc_real", "real, test images"),
+                           (accuracy, "test_acc_fake", "fake, after the epoch")):
+        ax.plot(x, [e[key] for e in epochs], marker="o", markersize=4, label=label)
+    losses.set(title="(a) each player's loss", xlabel="epoch", ylabel="nats per image")
+    accuracy.set(title="(b) D's accuracy", xlabel="epoch", ylabel="share right", ylim=(-0.02, 1.02))
+    for ax in (losses, accuracy):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return plots._save(fig, path)
+
+
+def print_gan_epoch(record: dict):
+    tqdm.write(f"epoch {record['epoch']:3d}  D loss {record['train_d_loss']:6.3f}  G loss {record['train_g_loss']:6.3f}"
+               f"  (nats/image)  D right on real {record['train_acc_real']:5.1%}, fake "
+               f"{record['train_acc_fake']:5.1%}  {record['seconds']:6.1f} s")
+
+
+def run(args) -> int:
+    config, tconfig = configs_from_args(args)
+    backend, out, (x_train, _, x_test, _) = start_run(args, [], tconfig, OUTPUT_FILES)
+    shape = "conv" if args.arch == "conv" else "-".join(map(str, (784, *config.dis_hidden, 1)))
+    print(f"tinyvae GAN on MNIST: {x_train.shape[0]} train images, G {config.latent_dim} -> 784, D {shape}, "
+          f"Adam lr {tconfig.lr:g} beta1 {tconfig.beta1:g}, batch {tconfig.batch_size}, backend {backend.name}, "
+          f"out {out}", flush=True)
+    backend.reseed(STREAM_PICTURES)
+    z = backend.normal((N_SAMPLES, config.latent_dim))               # the same z every epoch, (64, L)
+
+    def on_epoch(record, params):
+        print_gan_epoch(record)
+        plots.samples(backend.to_numpy(generate(params, z, config)), out / f"samples_{record['epoch']:03d}.png")
+
+    result = fit_gan(x_train, x_test, config, tconfig, backend, out, resume=args.resume,
+                     overwrite=args.overwrite, on_epoch=on_epoch)
+    epochs = result.metrics["epochs"]
+    with drawing_pictures(out, len(epochs)):
+        plots.samples(backend.to_numpy(generate(result.params, z, config)), out / "samples.png")
+        gan_curves(epochs, out / "gan_curves.png")
+    grids = "samples_001.png" + (f" ... samples_{len(epochs):03d}.png" if len(epochs) > 1 else "")
+    say_wrote(out, [CHECKPOINT_FILE, METRICS_FILE, *PICTURES, grids])
+    return 0
+
+
+main = main_wrapper(build_parser, run)
+
+if __name__ == "__main__":
+    sys.exit(main())
