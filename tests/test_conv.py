@@ -368,3 +368,27 @@ def test_pytorch_symmetric_padding_is_not_keras_same_at_stride_2():
                                     torch.from_numpy(b), stride=2, padding=1).permute(0, 2, 3, 1).numpy()
     assert yt.shape == y.shape
     assert np.abs(yt - y).max() > 0.1
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("transpose", [False, True])
+def test_the_fast_pairs_are_the_core_pairs(name, transpose, monkeypatch):
+    """fast.conv's forward_in_passes / backward_in_passes against core.conv's whole-batch pair, their oracle:
+    bit for bit in one pass, to rounding (dW summed per pass) in one image per pass."""
+    be = make(name)
+    x, W, b = (put(be, a) for a in random_case(7, 5, 6, 5, 2, 3, 3, transpose))
+    core = (conv.conv2d_transpose_forward, conv.conv2d_transpose_backward) if transpose else \
+        (conv.conv2d_forward, conv.conv2d_backward)
+    forward_in_passes, backward_in_passes = fast_conv.CONV2D_TRANSPOSE if transpose else fast_conv.CONV2D
+    y, cache = core[0](x, W, b, 2)
+    want = [be.to_numpy(a) for a in (y, *core[1](y * y, cache))]
+    for entries, exact in ((2**26, True), (1, False)):                  # one pass; one image per pass
+        monkeypatch.setattr(fast_conv, "COLUMN_ENTRIES_PER_PASS", entries)
+        monkeypatch.setattr(fast_conv, "GPU_COLUMN_ENTRIES_PER_PASS", entries)
+        y_f, cache_f = forward_in_passes(x, W, b, 2)
+        got = [be.to_numpy(a) for a in (y_f, *backward_in_passes(y_f * y_f, cache_f))]
+        for g, w in zip(got, want):
+            if exact:
+                np.testing.assert_array_equal(g, w)
+            else:
+                np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
