@@ -149,9 +149,10 @@ def add_size_flags(parser, latent_dim, latent_help: str, models: str = "the mode
     hidden=None leaves --hidden unset when not given (a demo that refuses it for some models)."""
     flag(parser, "--latent-dim", VAEConfig, "latent_dim", default=latent_dim, metavar="L",
          help=f"{latent_help}; default {latent_dim}")
+    shown = "400" if hidden is None else " ".join(str(h) for h in hidden)
     flag(parser, "--hidden", rule=Int(1), also=("enc_hidden", "dec_hidden"), nargs="+",
          default=None if hidden is None else list(hidden), metavar="H",
-         help=f"encoder hidden sizes of {models}, e.g. 400 or 512 256; the decoders mirror them; default 400")
+         help=f"encoder hidden sizes of {models}, e.g. 400 or 512 256; the decoders mirror them; default {shown}")
     return parser
 
 

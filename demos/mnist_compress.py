@@ -41,7 +41,7 @@ OUTPUT_FILES = (FILE, RECORD)
 def build_parser():
     p = one_line_parser("demos/mnist_compress.py", "Compress the binarized MNIST test set by bits-back coding "
                         "with a VAE, decompress it, and compare with gzip, bz2, lzma and PNG.")
-    add_common_flags(p, out="runs/mnist_compress", epochs=20)
+    add_common_flags(p, out="runs/mnist_compress", epochs=100)
     add_size_flags(p, 40, "latent dimensions", hidden=(100,))
     p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
                    help="compress with the VAE saved in DIR (DIR/vae/checkpoint.npz, or DIR/checkpoint.npz of "

@@ -143,7 +143,6 @@ def test_pathwise_estimate_is_the_vae_gradient(name):
 @pytest.mark.parametrize("estimator,kind", SPECS.values(), ids=SPECS)
 def test_dmu_and_dlogvar_are_the_gradients_of_the_encoder_outputs(estimator, kind):
     """With a one-layer encoder, head = x W + b: dL/db = sum_n [dmu | dlogvar] and dL/dW = x^T [dmu | dlogvar]."""
-    be = make("numpy")
     config = vae.VAEConfig(input_dim=5, enc_hidden=(), dec_hidden=(4,), latent_dim=2, activation="tanh")
     rng = np.random.default_rng(5)
     params = {k: 0.5 * rng.standard_normal(s) for k, s in vae.param_shapes(config).items()}
