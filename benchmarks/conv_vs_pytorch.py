@@ -9,11 +9,15 @@ padding (F.pad, then a crop after each transposed conv) and HWC flattening, so
 tinyvae's initial weights, permuted into PyTorch's layouts, give the same
 loss; the run checks that first and prints the difference.
 
-Three columns, one epoch at a time, taking turns on the same batch order, each
+Four columns, one epoch at a time, taking turns on the same batch order, each
 in a fresh process of its own with its minor page faults counted
-(benchmarks/harness.py): tinyvae (tinyvae.train.steps, the loop fit runs),
-PyTorch, and the floor: the same matrix multiplies alone (the im2col GEMMs of
-every conv and transposed conv, and the dense layers). Peak memory: each
+(benchmarks/harness.py): tinyvae (tinyvae.train.steps, the loop fit runs, on the
+fast path where it applies: tinyvae/fast/step.py), tinyvae's plain path (the
+core's step and Adam's plain lines, fast=False), PyTorch, and the floor: the
+same matrix multiplies alone (the im2col GEMMs of every conv and transposed
+conv, and the dense layers). The fast path's compiled loops are compiled (or
+loaded from Numba's disk cache) first, and the seconds that took are printed
+apart. Peak memory: each
 library trains --memory-steps steps in a fresh subprocess while a thread
 samples its resident memory every millisecond; the peak's growth over the
 memory just before training is reported (library imported, data and model
@@ -23,6 +27,7 @@ caching allocator: CuPy's pool against PyTorch's peak reserved bytes.
     python benchmarks/conv_vs_pytorch.py                  # timing and memory
     python benchmarks/conv_vs_pytorch.py --limit 12800    # a 100-step "epoch", quicker
     python benchmarks/conv_vs_pytorch.py --accuracy --epochs 30   # test -ELBO, both
+    python benchmarks/conv_vs_pytorch.py --accuracy --plain --epochs 2   # the fast and plain paths' test -ELBO
     python benchmarks/conv_vs_pytorch.py --accuracy --keras-protocol   # Keras's training-loss figure
     python benchmarks/conv_vs_pytorch.py --backend cupy   # CuPy against PyTorch CUDA (needs a GPU)
 
@@ -45,6 +50,8 @@ from harness import conv  # noqa: F401  tinyvae.fast.conv, whose budget --pass-e
 from tinyvae.backend import to_numpy
 from tinyvae.core.conv import same_padding
 from tinyvae.core.vae import VAEConfig, loss_and_grads
+from tinyvae.fast.optim import available
+from tinyvae.fast.step import compile_loops
 from tinyvae.specs import keras_conv_decoder, keras_conv_encoder
 
 LATENT = 2
@@ -54,10 +61,12 @@ WARM_BATCHES = 5
 
 
 class TinyVAERun(Run):
-    """harness.TinyVAERun of this model."""
+    """harness.TinyVAERun of this model; fast=False: the plain path, the core's step and Adam's plain lines."""
 
-    def __init__(self, x_host, seed=0, backend_name="numpy"):
-        super().__init__(backend_name, x_host, CONFIG, seed=seed)
+    def __init__(self, x_host, seed=0, backend_name="numpy", fast=True):
+        super().__init__(backend_name, x_host, CONFIG, seed=seed, fast=fast)
+        if fast and backend_name == "numpy" and available():
+            compile_loops()   # the library's set-up, before a memory baseline (as `import torch` is PyTorch's)
 
 
 class TorchRun(TorchTraining):
@@ -137,9 +146,9 @@ def same_function_check(torch, x):
     return float(parts.loss), theirs
 
 
-def tinyvae_run(backend_name, x, seed, pass_entries):
+def tinyvae_run(backend_name, x, seed, pass_entries, fast=True):
     set_pass_entries(backend_name, pass_entries)  # a fresh process: the flag's value, set again
-    return TinyVAERun(x, seed, backend_name)
+    return TinyVAERun(x, seed, backend_name, fast)
 
 
 def pytorch_run(backend_name, x, seed):
@@ -150,16 +159,26 @@ def pytorch_run(backend_name, x, seed):
 def speed(args, torch, x):
     common = (args.backend, args.limit, args.synthetic, args.seed, args.batch_size, WARM_BATCHES)
     makers = {"tinyvae": partial(make_run, tinyvae_run, *common, args.pass_entries),
+              "tinyvae, plain": partial(make_run, tinyvae_run, *common, args.pass_entries, False),
               "matmul floor": partial(make_floor, args.backend, args.batch_size, CONFIG, WARM_BATCHES)}
     if torch is not None:
         makers["pytorch"] = partial(make_run, pytorch_run, *common)
-    times = time_epochs(makers, args, x.shape[0], CONFIG, width=14)
-    tv_med = statistics.median(times["tinyvae"])
-    print(f"floor / tinyvae (median):   {statistics.median(times['matmul floor']) / tv_med:.2f}")
+    print_ratios(time_epochs(makers, args, x.shape[0], CONFIG, width=16), floor_target=0.60, torch_target=0.80)
+
+
+def print_ratios(times, floor_target, torch_target):
+    """The ratios of time_epochs' {name: [seconds, ...]}: tinyvae and its plain path against the floor,
+    PyTorch (when it ran) and each other, with the targets of the fast path (docs/benchmarks.md)."""
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratios = [("floor / tinyvae (median)", med["matmul floor"] / med["tinyvae"], f"   (target >= {floor_target:.2f})"),
+              ("floor / tinyvae, plain (median)", med["matmul floor"] / med["tinyvae, plain"], "")]
     if "pytorch" in times:
-        th_med = statistics.median(times["pytorch"])
-        print(f"tinyvae / pytorch (median): {tv_med / th_med:.2f}   (target <= 0.80)")
-        print(f"tinyvae / pytorch (min):    {min(times['tinyvae']) / min(times['pytorch']):.2f}")
+        ratios += [("tinyvae / pytorch (median)", med["tinyvae"] / med["pytorch"], f"   (target <= {torch_target:.2f})"),
+                   ("tinyvae / pytorch (min)", min(times["tinyvae"]) / min(times["pytorch"]), ""),
+                   ("tinyvae, plain / pytorch (median)", med["tinyvae, plain"] / med["pytorch"], "")]
+    ratios.append(("tinyvae / tinyvae, plain (median)", med["tinyvae"] / med["tinyvae, plain"], ""))
+    for label, value, target in ratios:
+        print(f"{label + ':':36s}{value:.2f}{target}")
 
 
 def accuracy(args, torch, device, x, x_test):
@@ -181,6 +200,8 @@ def accuracy(args, torch, device, x, x_test):
         target = " (target within 1)"
     tv = TinyVAERun(x, args.seed, args.backend)
     runs = {} if args.only == "pytorch" else {"tinyvae": tv}
+    if args.plain and args.only != "pytorch":
+        runs["tinyvae, plain"] = TinyVAERun(x, args.seed, args.backend, fast=False)
     if torch is not None and args.only != "tinyvae":
         runs["pytorch, tinyvae init"] = TorchRun(torch, x, args.seed, device=device,
                                                  init_from={k: to_numpy(v) for k, v in tv.params.items()})
@@ -191,9 +212,10 @@ def accuracy(args, torch, device, x, x_test):
     for e, (losses, secs) in enumerate(epochs, start=1):
         print(f"{e:5d}" + "".join(f"{v:24.2f}" for v in losses.values())
               + "  " + " / ".join(f"{s:.0f}" for s in secs.values()), flush=True)
-    if len(runs) > 1:
-        print(f"tinyvae - pytorch after {args.epochs} epochs: "
-              f"{losses['tinyvae'] - losses['pytorch, tinyvae init']:+.2f} nats{target}")
+    for name in list(runs)[1:] if "tinyvae" in runs else []:
+        same = " (the same number)" if losses[name] == losses["tinyvae"] else ""
+        print(f"tinyvae - {name} after {args.epochs} epochs: {losses['tinyvae'] - losses[name]:+.2f} nats"
+              f"{target if name.startswith('pytorch') else same}")
 
 
 def main(argv=None):
@@ -206,6 +228,8 @@ def main(argv=None):
                         "epoch's mean training loss")
     p.add_argument("--only", choices=("tinyvae", "pytorch"),
                    help="--accuracy for one library alone (e.g. beside a demo run of the other)")
+    p.add_argument("--plain", action="store_true",
+                   help="--accuracy with tinyvae's plain path as well (fast=False), from the same start")
     add_pass_entries_flag(p)
     p.add_argument("--memory-child", choices=("tinyvae", "pytorch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -219,6 +243,8 @@ def main(argv=None):
     for line in machine_report(torch, args.backend, device):
         print(line)
     print(f"tinyvae   : {args.backend}, conv passes of at most {entries} column entries")
+    if args.backend == "numpy" and available():
+        print(f"fast path : its loops compiled (or loaded from Numba's disk cache) in {compile_loops():.2f} s")
     x, x_test = load_data(args.limit, args.synthetic)
     if torch is not None:
         ours, theirs = same_function_check(torch, x)

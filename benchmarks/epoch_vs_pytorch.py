@@ -5,7 +5,10 @@ likelihood + KL, Adam lr 1e-3, batch 128) trained on MNIST. Each library runs
 in a fresh process of its own, started by this one, and the processes take
 turns one epoch at a time (the order alternates between rounds), on the same
 data in the same batch order (benchmarks/harness.py). tinyvae's epoch is
-tinyvae.train.steps, the loop fit runs. A third column, the floor, times the
+tinyvae.train.steps, the loop fit runs: on the fast path where it applies
+(tinyvae/fast/step.py, its loops compiled first and the seconds printed apart),
+and in a second column on the plain path (fast=False: the core's step and
+Adam's plain lines). Another column, the floor, times the
 same sequence of matrix multiplies alone: what an epoch would cost if
 everything but the multiplies (elementwise work, the optimizer, batching,
 Python) were free, with this BLAS on this machine. Each epoch's minor page
@@ -14,7 +17,7 @@ faults (fresh memory taken from the operating system) are counted too.
     python benchmarks/epoch_vs_pytorch.py                      # NumPy vs PyTorch CPU
     python benchmarks/epoch_vs_pytorch.py --backend cupy       # CuPy vs PyTorch CUDA
     python benchmarks/epoch_vs_pytorch.py --accuracy           # test loss after 10 epochs
-    python benchmarks/epoch_vs_pytorch.py --plain-adam         # also tinyvae with Adam(fast=False)
+    python benchmarks/epoch_vs_pytorch.py --accuracy --plain   # also the plain path's, from the same start
 
 The machine is measured as found: nothing here sets threads or BLAS options;
 the settings in use are printed. Timings on a shared machine are noisy, so only
@@ -24,11 +27,11 @@ PyTorch column is skipped with a message. Results: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from functools import partial
 
 import numpy as np
+from conv_vs_pytorch import print_ratios
 from harness import (
     LR,
     TinyVAERun,
@@ -45,6 +48,8 @@ from harness import (
 
 from tinyvae.backend import to_numpy
 from tinyvae.core.vae import VAEConfig
+from tinyvae.fast.optim import available
+from tinyvae.fast.step import compile_loops
 
 # 784-400-[20|20]-400-784, ReLU, Bernoulli, nn.Linear's initialisation: the PyTorch example
 CONFIG = VAEConfig(init="pytorch")
@@ -117,6 +122,7 @@ class TorchRun(TorchTraining):
 
 
 def tinyvae_run(backend_name, x, seed, fast=True):
+    """harness.TinyVAERun of this model; fast=False: the plain path, the core's step and Adam's plain lines."""
     return TinyVAERun(backend_name, x, CONFIG, seed=seed, fast=fast)
 
 
@@ -127,28 +133,14 @@ def pytorch_run(backend_name, x, seed):
 
 def speed(args, torch, x):
     common = (args.backend, args.limit, args.synthetic, args.seed, args.batch_size, WARM_BATCHES)
-    makers = {"tinyvae": partial(make_run, tinyvae_run, *common)}
-    if args.plain_adam:
-        makers["tinyvae, fast=False"] = partial(make_run, tinyvae_run, *common, False)
-    makers["matmul floor"] = partial(make_floor, args.backend, args.batch_size, CONFIG, WARM_BATCHES)
+    makers = {"tinyvae": partial(make_run, tinyvae_run, *common),
+              "tinyvae, plain": partial(make_run, tinyvae_run, *common, False),
+              "matmul floor": partial(make_floor, args.backend, args.batch_size, CONFIG, WARM_BATCHES)}
     if torch is not None:
         makers["pytorch"] = partial(make_run, pytorch_run, *common)
     times = time_epochs(makers, args, x.shape[0], CONFIG,
                         " (forward + backward, no dx for the first layer)")
-    tv_med = statistics.median(times["tinyvae"])
-    fl_med = statistics.median(times["matmul floor"])
-    print(f"floor / tinyvae (matmul efficiency, median): {fl_med / tv_med:.2f}   (target >= 0.75)")
-    if "pytorch" in times:
-        th_med = statistics.median(times["pytorch"])
-        print(f"tinyvae / pytorch (median):                  {tv_med / th_med:.2f}   (target <= 0.70)")
-        print(f"tinyvae / pytorch (min):                     "
-              f"{min(times['tinyvae']) / min(times['pytorch']):.2f}")
-    if "tinyvae, fast=False" in times:
-        pl_med = statistics.median(times["tinyvae, fast=False"])
-        print(f"tinyvae / tinyvae fast=False (median):       {tv_med / pl_med:.2f}")
-        print(f"floor / tinyvae fast=False (median):         {fl_med / pl_med:.2f}")
-        if "pytorch" in times:
-            print(f"tinyvae fast=False / pytorch (median):       {pl_med / th_med:.2f}")
+    print_ratios(times, floor_target=0.70, torch_target=0.70)
 
 
 def accuracy(args, torch, device, x, x_test):
@@ -156,22 +148,22 @@ def accuracy(args, torch, device, x, x_test):
 
     Two PyTorch runs: one with PyTorch's default nn.Linear initialisation (the
     example as written), and one started from tinyvae's initial weights, which
-    leaves only the engines different. With --plain-adam, tinyvae a second time
-    with Adam(fast=False), from the same start: its numbers must not differ.
+    leaves only the engines different. With --plain, tinyvae a second time on
+    its plain path (fast=False), from the same start: its numbers must not differ.
     """
     if x_test is None:
         sys.exit("--accuracy needs real MNIST (drop --synthetic)")
-    tv = TinyVAERun(args.backend, x, CONFIG, seed=args.seed)
+    tv = tinyvae_run(args.backend, x, args.seed)
     runs = {"tinyvae": tv}
-    if args.plain_adam:
-        runs["tinyvae, fast=False"] = TinyVAERun(args.backend, x, CONFIG, seed=args.seed, fast=False)
+    if args.plain:
+        runs["tinyvae, plain"] = tinyvae_run(args.backend, x, args.seed, fast=False)
     if torch is not None:
         runs["pytorch"] = TorchRun(torch, device, x, seed=args.seed)
         initial = {k: to_numpy(v) for k, v in tv.params.items()}
         runs["pytorch, tinyvae init"] = TorchRun(torch, device, x, seed=args.seed, init_from=initial)
     print("test negative ELBO, nats/image (z sampled once per test image, mean over 10,000)")
     print(f"{'epoch':>5s}" + "".join(f"{k:>24s}" for k in runs))
-    fmt = "{:24.6f}" if args.plain_adam else "{:24.2f}"  # enough digits to see they agree
+    fmt = "{:24.6f}" if args.plain else "{:24.2f}"  # enough digits to see they agree
     epochs = side_by_side(runs, x.shape[0], args.epochs, args.batch_size, args.seed, x_test)
     for e, (losses, _) in enumerate(epochs, start=1):
         print(f"{e:5d}" + "".join(fmt.format(v) for v in losses.values()), flush=True)
@@ -183,13 +175,16 @@ def accuracy(args, torch, device, x, x_test):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_flags(p, rounds=5, epochs=10)
-    p.add_argument("--plain-adam", action="store_true",
-                   help="add tinyvae with Adam(fast=False), its plain lines, as one more contestant")
+    p.add_argument("--plain", "--plain-adam", dest="plain", action="store_true",
+                   help="--accuracy with tinyvae's plain path as well (fast=False: the core's step and Adam's "
+                        "plain lines); the speed run always has it")
     args = p.parse_args(argv)
 
     torch, device = import_torch(args.backend)
     for line in machine_report(torch, args.backend, device):
         print(line)
+    if args.backend == "numpy" and available():
+        print(f"fast path : its loops compiled (or loaded from Numba's disk cache) in {compile_loops():.2f} s")
     x, x_test = load_data(args.limit, args.synthetic)
     if args.accuracy:
         accuracy(args, torch, device, x, x_test)

@@ -246,10 +246,10 @@ class TinyVAERun:
 
     def __init__(self, backend_name, x_host, config, seed=0, fast=True):
         self.be = get_backend(backend_name, seed=seed)
-        self.config, self.model = config, models.for_config(config)
+        self.config, self.model = config, models.for_config(config, fast=fast)   # fast: tinyvae/fast/step.py
         self.x = self.be.asarray(x_host)  # (N, D) float32, on the device, once
         self.params = init_params(config, self.be)
-        self.opt = Adam(self.params, lr=LR, fast=fast)  # fast: the compiled update (tinyvae/fast/optim.py)
+        self.opt = Adam(self.params, lr=LR, fast=fast)  # and the compiled update (tinyvae/fast/optim.py)
         self.epochs = 0
 
     def epoch(self, perm, batch_size, limit=None):

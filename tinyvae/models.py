@@ -26,6 +26,7 @@ from .core.vae import VAEConfig
 from .core.xp import namespace_of
 from .errors import InputError
 from .sparse import train_step as sparse_ae_step
+from .fast.step import fast_model
 
 LABELLED_BATCH = 100   # M2: labelled images per step, drawn afresh from the labelled set each step
 
@@ -151,9 +152,10 @@ MODELS = {VAEConfig: Model("vae", vae_step, vae_terms, vae_inputs, iw=True),
           SparseAEConfig: Model("sparse_ae", sparse_ae_step, ae_terms, lambda *a: {})}
 
 
-def for_config(config) -> Model:
-    """The adapter of config's class: VAEConfig (the VAE, or with n_classes the CVAE), AEConfig, M2Config."""
+def for_config(config, fast=True) -> Model:
+    """The adapter of config's class: VAEConfig (the VAE, or with n_classes the CVAE), AEConfig, M2Config;
+    fast: the VAE's step on the fast path where it applies, with a workspace of its own (tinyvae/fast/step.py)."""
     model = MODELS.get(type(config))
     if model is None:
         raise InputError(f"fit trains a VAEConfig, AEConfig, SparseAEConfig or M2Config, got {type(config).__name__}")
-    return model
+    return fast_model(model, vae_step) if fast else model
