@@ -6,7 +6,7 @@
 One architecture for all three: the VAE's decoder is the GAN's generator and
 the AE's decoder (L-400-784, logits, pixels sigma(logits)); the VAE's encoder
 is the AE's (its last layer L numbers, not 2L) and the GAN's discriminator
-(784-400-1). Samples: the VAE decodes z ~ N(0, I), the GAN generates from z ~
+(784-400-1; leaky ReLU of slope 0.2 and real label 0.9, as demos/mnist_gan.py). Samples: the VAE decodes z ~ N(0, I), the GAN generates from z ~
 N(0, I), and the AE decodes z from a Gaussian fitted to its training codes
 (it has no prior of its own). Every sample is the decoder's pixel means.
 
@@ -33,7 +33,7 @@ import numpy as np
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
 from common import (add_common_flags, add_size_flags, finish, flag, from_flags, load_run, main_wrapper, mlp_shape,
                     on_ctrl_c, one_line_parser, print_epoch, run_info, start_run, train_config)
-from mnist_gan import print_gan_epoch
+from mnist_gan import RECIPE, STREAM_SAMPLES, judged_row, print_gan_epoch
 from tinyvae import judge as J
 from tinyvae import plots
 from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE
@@ -47,7 +47,6 @@ from tinyvae.gan_train import GANTrainConfig, fit_gan, load_gan
 from tinyvae.train import fit
 
 MODELS = {"vae": "VAE", "ae": "AE", "gan": "GAN"}
-STREAM_SAMPLES = 20            # every model's z, and the interpolations' end points
 PICTURES = ("samples.png", "interpolations.png")
 
 
@@ -76,7 +75,7 @@ def configs_from_args(args):
     """{name: (config, train config)}: one architecture; the GAN's D is the encoder with a 1-unit head."""
     shape = mlp_shape(args)
     gan = GANConfig(input_dim=784, latent_dim=args.latent_dim, dis_hidden=shape["enc_hidden"],
-                    gen_hidden=shape["dec_hidden"])
+                    gen_hidden=shape["dec_hidden"], **RECIPE)        # D's slope and smoothing: the GAN demo's
     t = train_config(args, iw_k=args.iw_k)
     return {"vae": (VAEConfig(**shape), t), "ae": (AEConfig(**shape), train_config(args, iw_k=0)),
             "gan": (gan, GANTrainConfig(epochs=args.gan_epochs, seed=args.seed))}
@@ -125,14 +124,9 @@ def decoder(name, params, config, backend):
 def score(images, judge, test, x_train, parzen_sigma_images, args, backend, nn_images=None):
     """One row of the table for a set of images (n, 784) host: the judge's numbers, the Parzen window on them,
     and the distance of each of nn_images (default: the images) to its nearest training image."""
-    params, config, _ = judge
-    probs = J.probabilities(params, config, images, backend)
-    hist = J.label_histogram(probs)
     m = args.parzen_images
     sigma = J.parzen_sigma(images, parzen_sigma_images, backend)
-    return {"frechet": J.frechet_distance(J.features(params, config, images, backend), test["features"]),
-            "classifier_score": J.classifier_score(probs), "rarest_digit": hist["rarest"],
-            "kl_uniform": hist["kl_uniform"], "label_shares": hist["shares"],
+    return {**judged_row(images, judge, test["features"], backend),
             "nearest_train": float(np.mean(J.nearest_distances((images if nn_images is None else nn_images)
                                                                [:args.nn_samples], x_train, backend))),
             "parzen_sigma": sigma, "parzen_log_px": float(np.mean(J.parzen_log_likelihood(images, test["x"][:m],

@@ -14,17 +14,18 @@ from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error
 
-MLP = gan.GANConfig(input_dim=6, latent_dim=2, gen_hidden=(5,), dis_hidden=(4,))
+MLP = gan.GANConfig(input_dim=6, latent_dim=2, gen_hidden=(5,), dis_hidden=(4,), dis_activation="leaky_relu_0.2",
+                    real_label=0.9)
 DEEP = gan.GANConfig(input_dim=5, latent_dim=3, gen_hidden=(4, 3), dis_hidden=(3, 4), gen_activation="tanh",
                      dis_activation="softplus")
 CONV = gan.GANConfig(input_dim=64, latent_dim=2,
                      generator=(Dense(8, "relu"), Reshape((2, 2, 2)), ConvTranspose(2, 3, 2, "tanh"),
                                 ConvTranspose(1, 3, 2), Flatten()),
                      discriminator=(Reshape((8, 8, 1)), Conv(2, 3, 2, "leaky_relu"), Conv(2, 3, 2, "tanh"),
-                                    Flatten(), Dense(3, "leaky_relu"), Dense(1)))
+                                    Flatten(), Dense(3, "leaky_relu"), Dense(1)), real_label=0.9)
 CONFIGS = [MLP, DEEP, CONV]
 IDS = ["mlp", "deep", "conv"]
-N = 3        # real images and fakes per batch; equal, so a pass's cache fits the other's gradient
+N = 3        # real images and fakes per batch; equal, so one half's rows fit the other half's gradient
 
 
 def random_params(be, config, seed=0):
@@ -67,11 +68,12 @@ def errors(module, params, x, z, config):
 
 
 def direct_losses(be, params, x, z, config):
-    """(L_D, L_G) from their definitions with log and sigmoid in float64 on the host."""
+    """(L_D, L_G) from their definitions with log and sigmoid in float64 on the host (t: D's real label)."""
     def D(images):
         return 1.0 / (1.0 + np.exp(-be.to_numpy(gan.discriminate(params, images, config))))
-    fake = gan.generate(params, z, config)
-    return -np.mean(np.log(D(x))) - np.mean(np.log(1.0 - D(fake))), -np.mean(np.log(D(fake)))
+    fake, t = gan.generate(params, z, config), config.real_label
+    real = -np.mean(t * np.log(D(x)) + (1.0 - t) * np.log(1.0 - D(x)))
+    return real - np.mean(np.log(1.0 - D(fake))), -np.mean(np.log(D(fake)))
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -122,6 +124,29 @@ def test_d_accuracy_counts_each_half():
     assert float(parts.acc_fake) == np.mean(gan.discriminate(params, gan.generate(params, z, MLP), MLP) < 0)
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_the_speed_ups_compute_the_same_numbers(config):
+    """D on one batch of 2N rows gives the two passes' summed gradient; input_gradient gives net_backward's
+    dx; G's step on D's step's pass (the same z) gives what it gives running G itself, bit for bit."""
+    from tinyvae.core.nets import net_backward, net_forward
+    be = make("numpy")
+    params = random_params(be, config, seed=6)
+    x, z = batch(be, config, seed=6)
+    d, joint = gan.d_loss_and_grads(params, x, z, config)
+    layers, two = config.discriminator_layers, {}
+    for images, da in ((x, lambda a: (1 / (1 + np.exp(-a)) - config.real_label) / N),
+                       (gan.generate(params, z, config), lambda a: 1 / (1 + np.exp(-a)) / N)):
+        a, caches = net_forward(params, "dis", layers, images)
+        g = {}
+        dx = net_backward(da(a), caches, "dis", layers, g)
+        np.testing.assert_allclose(gan.input_gradient(da(a), caches, layers), dx, rtol=1e-12, atol=1e-15)
+        two = {k: two.get(k, 0.0) + v for k, v in g.items()}
+    assert set(two) == set(joint) and all(np.allclose(joint[k], two[k], rtol=1e-12, atol=1e-15) for k in two)
+    reused, fresh = gan.g_loss_and_grads(params, z, config, d.fakes), gan.g_loss_and_grads(params, z, config)
+    assert float(reused[0].loss) == float(fresh[0].loss)
+    assert all(np.array_equal(reused[1][k], fresh[1][k]) for k in fresh[1])
+
+
 def _mutant(*changes):
     """tinyvae.core.gan with lines of its source changed, (old, new) each: a planted bug."""
     path = Path(gan.__file__)
@@ -136,12 +161,16 @@ def _mutant(*changes):
     return module
 
 
+JOINT = "net_backward(xp.concat([da_real, da_fake], axis=0)"   # D's backward over its real and fake rows
 PLANTED = {
-    # the real images' gradient computed with the hidden activations of the fake pass
-    "real-grad-with-fake-cache": [("net_backward(da_real, cache_real,", "net_backward(da_real, cache_fake,")],
+    # the real images' gradient computed with the hidden activations of the fake pass (the halves swapped)
+    "real-grad-with-fake-cache": [(JOINT, "net_backward(xp.concat([da_fake, da_real], axis=0)")],
     # G's loss never backpropagated through D: D's output gradient used as the pixels' gradient
-    "g-not-through-d": [("dx = net_backward(da, dis_caches, \"dis\", config.discriminator_layers, {})",
+    "g-not-through-d": [("dx = input_gradient(da, dis_caches, config.discriminator_layers)",
                          "dx = da * xp.ones_like(x)")],
+    # D's activations not undone on the way to dx (G's gradient through D's weights alone)
+    "d-activation-skipped-in-dx": [("dout = ACTIVATIONS[layer.activation][1](dout, act_cache) @ W.T",
+                                    "dout = dout @ W.T")],
     # the saturating loss's gradient, d log(1 - D)/da = -sigma(a), under the non-saturating loss
     "saturating-backward": [("da = (sigmoid(a) - 1.0) / M", "da = -sigmoid(a) / M")],
     # the saturating loss, forward and backward alike: only the forward pin sees it
@@ -149,8 +178,10 @@ PLANTED = {
                         ("da = (sigmoid(a) - 1.0) / M", "da = -sigmoid(a) / M")],
     # the fakes' gradient with the real label
     "fake-with-real-label": [("da_fake = sigmoid(a_fake) / M", "da_fake = (sigmoid(a_fake) - 1.0) / M")],
-    # D's weights take only the fake pass's gradient: the real pass's overwritten, not added
-    "d-grads-not-added": [("grads = {k: g + grads_fake[k] for k, g in grads.items()}", "grads = grads_fake")],
+    # D's weights take only the fake half's gradient: the real half's left out, not added
+    "d-grads-not-added": [(JOINT, "net_backward(xp.concat([0.0 * da_real, da_fake], axis=0)")],
+    # the smoothed label in the loss but the plain one in its gradient
+    "smoothing-forward-only": [("da_real = (sigmoid(a_real) - t) / N", "da_real = (sigmoid(a_real) - 1.0) / N")],
     # the sigmoid at G's output skipped in the backward
     "sigmoid-skipped": [("dlogits = sigmoid_backward(dx, sig_cache)", "dlogits = dx")],
 }
@@ -251,17 +282,24 @@ def demos(monkeypatch):
 
 
 SMALL = ["--hidden", "16", "--batch-size", "50", "--latent-dim", "4"]
+UNJUDGED = [*SMALL, "--judge-samples", "0"]       # the GAN demo without its final scoring
 
 
 def test_gan_demo_writes_a_grid_per_epoch_the_curves_and_resumes_exactly(tmp_path, demos, capsys):
     import json
     gan_demo, _ = demos
     out, again = tmp_path / "run", tmp_path / "straight"
-    assert gan_demo.main([*SMALL, "--epochs", "2", "--out", str(out)]) == 0
+    judged = ["--judge-samples", "200", "--judge", str(tmp_path / "judge" / "checkpoint.npz"),
+              "--dis-activation", "leaky_relu_0.2", "--real-label", "0.9"]
+    assert gan_demo.main([*SMALL, *judged, "--epochs", "2", "--out", str(out)]) == 0
     assert {"checkpoint.npz", "metrics.json", "samples.png", "gan_curves.png", "samples_001.png",
-            "samples_002.png"} <= {p.name for p in out.iterdir()}
-    assert gan_demo.main([*SMALL, "--epochs", "3", "--out", str(out), "--resume"]) == 0
-    assert gan_demo.main([*SMALL, "--epochs", "3", "--out", str(again)]) == 0
+            "samples_002.png", "judged.json"} <= {p.name for p in out.iterdir()}
+    row = json.loads((out / "judged.json").read_text())
+    assert row["samples"] == 200 and 1 <= row["classifier_score"] <= 10 and abs(sum(row["label_shares"]) - 1) < 1e-9
+    assert "classifier score" in capsys.readouterr().out
+    assert gan_demo.main([*SMALL, *judged[4:], "--judge-samples", "0", "--epochs", "3", "--out", str(out),
+                          "--resume"]) == 0
+    assert gan_demo.main([*SMALL, *judged[4:], "--judge-samples", "0", "--epochs", "3", "--out", str(again)]) == 0
     resumed, straight = (json.loads((p / "metrics.json").read_text())["epochs"] for p in (out, again))
     strip = lambda es: [{k: v for k, v in e.items() if "seconds" not in k} for e in es]  # noqa: E731
     assert len(resumed) == 3 and strip(resumed) == strip(straight)
@@ -270,8 +308,11 @@ def test_gan_demo_writes_a_grid_per_epoch_the_curves_and_resumes_exactly(tmp_pat
 
 @pytest.mark.parametrize("argv,message", [
     (["--beta1", "1"], "argument --beta1: must be a finite number in [0, 1), got 1"),
-    (["--arch", "conv", "--hidden", "8"], "--hidden sets the MLP's sizes and --arch conv has fixed Keras layers"),
+    (["--arch", "conv", "--hidden", "8"], "--hidden and --gen-hidden set the MLP's sizes and --arch conv has fixed"),
+    (["--arch", "conv", "--gen-hidden", "8"], "--hidden and --gen-hidden set the MLP's sizes"),
     (["--lr", "0"], "argument --lr"),
+    (["--real-label", "0.4"], "argument --real-label: must be a finite number in (0.5, 1]"),
+    (["--dis-activation", "gelu"], "argument --dis-activation"),
 ])
 def test_gan_demo_errors_are_one_line(argv, message, tmp_path, demos, capsys):
     gan_demo, _ = demos
@@ -286,7 +327,7 @@ def test_gan_demo_errors_are_one_line(argv, message, tmp_path, demos, capsys):
 
 def test_gan_demo_refuses_to_replace_a_run_in_one_line(tmp_path, demos, capsys):
     gan_demo, _ = demos
-    args = [*SMALL, "--epochs", "1", "--out", str(tmp_path)]
+    args = [*UNJUDGED, "--epochs", "1", "--out", str(tmp_path)]
     assert gan_demo.main(args) == 0
     capsys.readouterr()
     assert gan_demo.main(args) == 2

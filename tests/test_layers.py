@@ -140,3 +140,21 @@ def test_one_hot(name):
     y = layers.one_hot(labels, 4, like=put(be, np.zeros((1, 1))))
     np.testing.assert_array_equal(be.to_numpy(y), np.eye(4)[[2, 0, 1]])
     assert y.dtype == be.xp.float64
+
+
+@pytest.mark.parametrize("old,new", [
+    # the backward at the default slope whatever the forward used
+    ("return xp.where(x > 0, dy, slope * dy)", "return xp.where(x > 0, dy, 0.01 * dy)"),
+    # the forward's slope not kept in its cache
+    ("return xp.where(x > 0, x, slope * x), (x, slope)", "return xp.where(x > 0, x, slope * x), (x, 0.01)"),
+])
+def test_the_leaky_slope_check_catches_a_planted_bug(old, new):
+    """leaky_relu_0.2 (D's slope in a GAN) passes its check, and fails it with its slope lost on the way back."""
+    from test_planted_bugs import mutant
+    be = make("numpy")
+    x = put(be, np.random.default_rng(0).uniform(-3, 3, (4, 5)))
+    forward, backward = layers.ACTIVATIONS["leaky_relu_0.2"]
+    assert max_error(check_backward(forward, backward, [x])) < TOL
+    bad = mutant(layers, old, new)
+    error = max_error(check_backward(bad.ACTIVATIONS["leaky_relu_0.2"][0], bad.ACTIVATIONS["leaky_relu_0.2"][1], [x]))
+    assert error > 1e-2, error

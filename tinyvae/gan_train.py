@@ -4,9 +4,11 @@ This is the edge, not the core: the math is tinyvae/core/gan.py (each player's
 loss_and_grads). Every minibatch runs one step of each player, in the usual order:
 
     z ~ N(0, I)                       (drawn here, on the run's stream)
-    D step:  d_loss_and_grads(params, x_batch, z)  ->  Adam_D updates dis.* only
-    z' ~ N(0, I)
-    G step:  g_loss_and_grads(params, z')          ->  Adam_G updates gen.* only
+    D step:  d, grads = d_loss_and_grads(params, x_batch, z)  ->  Adam_D updates dis.* only
+    G step:  g_loss_and_grads(params, z, d.fakes)             ->  Adam_G updates gen.* only
+
+The G step is on the same z and reuses the D step's pass through G (d.fakes): G has
+not changed in between, so running it again would give the same numbers.
 
     config, tconfig = GANConfig(), GANTrainConfig(epochs=20)
     backend = get_backend("numpy", seed=tconfig.seed)
@@ -91,7 +93,8 @@ def train_epoch(params, players: Players, x, backend, config: GANConfig, tconfig
     Returns the image-weighted means over the pass: d_loss (= d_real + d_fake), d_real
     (-log D(x)), d_fake (-log(1 - D(G(z)))), g_loss (-log D(G(z'))), nats per image, and
     D's accuracy on the batch's real images and fakes (acc_real, acc_fake), each taken
-    before that step's update. The stream (STREAM_TRAIN, epoch) gives the order and every z.
+    before that step's update. The stream (STREAM_TRAIN, epoch) gives the order and every z;
+    each batch's z serves both players' steps.
     """
     xp = backend.xp
     n, bs, L = x.shape[0], tconfig.batch_size, config.latent_dim
@@ -102,9 +105,10 @@ def train_epoch(params, players: Players, x, backend, config: GANConfig, tconfig
         for start in range(0, n, bs):
             xb = xp.take(x, order[start:min(start + bs, n)], axis=0)                # (B, D)
             B = xb.shape[0]
-            d, d_grads = gan.d_loss_and_grads(params, xb, backend.normal((B, L)), config)
+            z = backend.normal((B, L))                                              # (B, L)
+            d, d_grads = gan.d_loss_and_grads(params, xb, z, config)
             players.adam["dis"].step(players.dis, d_grads)
-            g, g_grads = gan.g_loss_and_grads(params, backend.normal((B, L)), config)
+            g, g_grads = gan.g_loss_and_grads(params, z, config, d.fakes)           # G unchanged: its pass reused
             players.adam["gen"].step(players.gen, g_grads)
             parts = {"d_loss": d.loss, "d_real": d.real, "d_fake": d.fake, "acc_real": d.acc_real,
                      "acc_fake": d.acc_fake, "g_loss": g.loss}

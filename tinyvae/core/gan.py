@@ -3,19 +3,21 @@
 Generator      z (N, L) -> network "gen" -> logits (N, D),   x = sigmoid(logits)
 Discriminator  x (N, D) -> network "dis" -> a (N, 1),        D(x) = sigmoid(a)
 
-D minimises the binary cross-entropy from logits, real images labelled 1, fakes 0:
+D minimises the binary cross-entropy from logits, real images labelled t (1, or 0.9
+with one-sided label smoothing, Salimans et al. 2016), fakes 0:
 
-    L_D = mean_n softplus(-a(x_n)) + mean_m softplus(a(G(z_m)))
-        = -mean_n log D(x_n) - mean_m log(1 - D(G(z_m)))
+    L_D = mean_n [t softplus(-a(x_n)) + (1 - t) softplus(a(x_n))] + mean_m softplus(a(G(z_m)))
+        = -mean_n [t log D(x_n) + (1 - t) log(1 - D(x_n))] - mean_m log(1 - D(G(z_m)))
 
 G minimises the non-saturating loss (Goodfellow et al. 2014, section 3):
 
     L_G = mean_m softplus(-a(G(z_m))) = -mean_m log D(G(z_m))
 
 Each player's `loss_and_grads` returns gradients for its own weights only: D's
-step treats the fakes as data; G's step runs D forward and backward to get
-dL_G/dx (D's `dx` is G's upstream gradient) and throws D's weight gradients
-away. The noise z is an argument, drawn by the caller, as eps is for the VAE.
+step treats the fakes as data; G's step runs D forward and backward for dL_G/dx
+alone (D's `dx` is G's upstream gradient; D's weight gradients are never
+formed). The noise z is an argument, drawn by the caller, as eps is for the VAE;
+G's step may reuse the pass over z that D's step made (the same z, G unchanged).
 Derivation: docs/gan.md#the-backward-of-each-player
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from ..checks import Checked, Fixed, Int, Layers, OneOf, Sizes, output_shape, run_rules
+from ..checks import Checked, Fixed, Int, Layers, OneOf, Real, Sizes, output_shape, run_rules
 from .layers import ACTIVATIONS, sigmoid, sigmoid_backward, sigmoid_forward, softplus
 from .nets import Dense, mlp, net_backward, net_forward
 from .vae import INITS
@@ -45,6 +47,7 @@ class GANConfig(Checked):
 
     generator (L,) -> (D,) logits and discriminator (D,) -> (1,) logit: layer specs, or None for the
     MLPs of gen_hidden (ReLU) and dis_hidden (dis_activation, leaky ReLU by default).
+    real_label: D's target for real images, t in L_D (1; 0.9 is one-sided label smoothing).
     """
 
     input_dim: int = 784                  # D, pixels per image
@@ -56,6 +59,7 @@ class GANConfig(Checked):
     init: str = "glorot_he"               # as VAEConfig.init (vae.init_params draws both players)
     generator: tuple | None = None
     discriminator: tuple | None = None
+    real_label: float = 1.0
 
     # what vae.init_params, vae.param_shapes and checks.check_batch ask of a config:
     # pixels in [0, 1], no learned pixel variance, no label
@@ -63,7 +67,8 @@ class GANConfig(Checked):
 
     RULES = dict(input_dim=Int(1), latent_dim=Int(1), gen_hidden=Sizes(), dis_hidden=Sizes(),
                  gen_activation=OneOf(ACTIVATIONS), dis_activation=OneOf(ACTIVATIONS), init=OneOf(INITS),
-                 generator=Layers(), discriminator=Layers())
+                 generator=Layers(), discriminator=Layers(),
+                 real_label=Real(0.5, 1, low_open=True, fix="1 is the plain loss, 0.9 the usual smoothing"))
 
     def __post_init__(self):
         run_rules(self)                   # the RULES, then each network's shapes, each named in one line
@@ -99,20 +104,44 @@ def generate(params, z, config):
     return sigmoid(net_forward(params, "gen", config.generator_layers, z)[0])
 
 
+def generator_forward(params, z, config):
+    """G(z) with what G's backward needs: (N, L) -> (x (N, D), fakes = (x, gen_caches, sig_cache))."""
+    logits, gen_caches = net_forward(params, "gen", config.generator_layers, z)   # (N, D)
+    x, sig_cache = sigmoid_forward(logits)                                        # (N, D)
+    return x, (x, gen_caches, sig_cache)
+
+
 def discriminate(params, x, config):
     """D's logit a(x), (N, D) -> (N,); D(x) = sigmoid(a); no gradient."""
     return net_forward(params, "dis", config.discriminator_layers, x)[0][:, 0]
 
 
+def input_gradient(dout, caches, layers):
+    """dL/d(input) of a network, its weight gradients left out: net_backward without the dW = h^T delta.
+
+    A Dense layer's dx is act'(dy) W^T (its cache is ((h, W), act_cache), nets._Linear); any other
+    layer runs its own backward (a conv's dW is formed and dropped). Shapes: dout (N, *out) -> (N, *in).
+    Derivation: docs/gan.md#the-generators-step
+    """
+    for layer, cache in zip(reversed(layers), reversed(caches)):
+        if isinstance(layer, Dense):
+            (_, W), act_cache = cache
+            dout = ACTIVATIONS[layer.activation][1](dout, act_cache) @ W.T       # (N, units) @ (units, in)
+        else:
+            dout = layer.backward(dout, cache)[0]
+    return dout
+
+
 @dataclass
 class DParts:
-    """D's loss and its two halves, nats per image (0-d arrays), and its accuracy on each half."""
+    """D's loss and its two halves, nats per image (0-d arrays), its accuracy on each half, and G's pass."""
 
     loss: object
-    real: object              # mean_n -log D(x_n)
+    real: object              # mean_n -[t log D(x_n) + (1 - t) log(1 - D(x_n))]
     fake: object              # mean_m -log(1 - D(G(z_m)))
     acc_real: object          # share of real images with D(x) > 1/2
     acc_fake: object          # share of fakes with D(G(z)) < 1/2
+    fakes: tuple = None       # generator_forward's pass over z, for G's step on the same z
 
 
 @dataclass
@@ -125,52 +154,53 @@ class GParts:
 def d_loss_and_grads(params: dict, x, z, config):
     """The discriminator's loss on a real batch x and the fakes G(z), and its gradient for dis.* only.
 
-    L_D = mean_n softplus(-a(x_n)) + mean_m softplus(a(G(z_m))); dL/da_real = (sigma(a) - 1) / N,
-    dL/da_fake = sigma(a) / M. G's weights are held fixed (the fakes are data to D).
+    L_D = mean_n [t softplus(-a(x_n)) + (1 - t) softplus(a(x_n))] + mean_m softplus(a(G(z_m)));
+    dL/da_real = (sigma(a) - t) / N, dL/da_fake = sigma(a) / M. G's weights are held fixed (the
+    fakes are data to D). D sees the N real images and the M fakes as one batch of N + M rows:
+    each row's pass is its own, and a dense layer's h^T delta sums the rows of both halves.
     Shapes: x (N, D), z (M, L) -> (DParts, grads keyed like the dis.* params).
     Derivation: docs/gan.md#the-discriminators-step
     """
-    xp, N, M = namespace_of(x), x.shape[0], z.shape[0]
+    xp, N, M, t = namespace_of(x), x.shape[0], z.shape[0], config.real_label
     # ---------------- forward, top to bottom ----------------
-    # 1. the fakes: x_fake = sigmoid(G(z)), data to D                       (M, D)
-    x_fake = generate(params, z, config)
-    # 2. D on the real batch, then on the fakes: one pass each, one cache each (N, 1), (M, 1)
-    a_real, cache_real = net_forward(params, "dis", config.discriminator_layers, x)
-    a_fake, cache_fake = net_forward(params, "dis", config.discriminator_layers, x_fake)
-    # 3. loss: real labelled 1 (-log sigma(a) = softplus(-a)), fake 0 (-log(1 - sigma(a)) = softplus(a))
-    real, fake = xp.mean(softplus(-a_real)), xp.mean(softplus(a_fake))
+    # 1. the fakes: x_fake = sigmoid(G(z)), data to D (the pass kept for G's step)  (M, D)
+    x_fake, fakes = generator_forward(params, z, config)
+    # 2. D on the real images and the fakes, one batch: rows 0..N-1 real, N.. fake   (N + M, 1)
+    a, cache = net_forward(params, "dis", config.discriminator_layers, xp.concat([x, x_fake], axis=0))
+    a_real, a_fake = a[:N, :], a[N:, :]                                     # (N, 1), (M, 1)
+    # 3. loss: real labelled t (-log sigma(a) = softplus(-a)), fake 0 (-log(1 - sigma(a)) = softplus(a))
+    real = xp.mean(t * softplus(-a_real) + (1.0 - t) * softplus(a_real))
+    fake = xp.mean(softplus(a_fake))
     loss = real + fake
     # ---------------- backward, bottom to top ----------------
-    # undo 3: d softplus(-a)/da = sigma(a) - 1;  d softplus(a)/da = sigma(a)
-    da_real = (sigmoid(a_real) - 1.0) / N                                   # (N, 1)
+    # undo 3: d [t softplus(-a) + (1 - t) softplus(a)]/da = sigma(a) - t;  d softplus(a)/da = sigma(a)
+    da_real = (sigmoid(a_real) - t) / N                                     # (N, 1)
     da_fake = sigmoid(a_fake) / M                                           # (M, 1)
-    # undo 2: each pass back through its own cache; D's weights get the sum of the two
+    # undo 2: each row's gradient beside its own row of the pass, in the forward's order; D's
+    # weights get the sum over all N + M rows (the real half's plus the fake half's)
     grads = {}
-    net_backward(da_real, cache_real, "dis", config.discriminator_layers, grads, need_dx=False)
-    grads_fake = {}
-    net_backward(da_fake, cache_fake, "dis", config.discriminator_layers, grads_fake, need_dx=False)
-    grads = {k: g + grads_fake[k] for k, g in grads.items()}
+    net_backward(xp.concat([da_real, da_fake], axis=0), cache, "dis", config.discriminator_layers, grads,
+                 need_dx=False)
     # (undo 1 is not done: the fakes are data to D, so G gets nothing from D's step)
     acc_real = xp.mean(xp.astype(a_real > 0, x.dtype))
     acc_fake = xp.mean(xp.astype(a_fake < 0, x.dtype))
-    return DParts(loss, real, fake, acc_real, acc_fake), grads
+    return DParts(loss, real, fake, acc_real, acc_fake, fakes), grads
 
 
-def g_loss_and_grads(params: dict, z, config):
+def g_loss_and_grads(params: dict, z, config, fakes=None):
     """The generator's non-saturating loss -mean log D(G(z)) and its gradient for gen.* only.
 
     L_G = mean_m softplus(-a(sigmoid(G(z_m)))); the gradient flows back through D:
-    dL/da = (sigma(a) - 1) / M, dL/dx = D's backward's dx, dL/dlogits = dx x (1 - x),
-    then G's backward. D's weight gradients are computed on the way and dropped.
+    dL/da = (sigma(a) - 1) / M, dL/dx = D's input gradient (no weight gradients of D are formed),
+    dL/dlogits = dx x (1 - x), then G's backward. fakes: D's step's pass over this same z
+    (DParts.fakes), reused when G has not changed since; None runs G here.
     Shapes: z (M, L) -> (GParts, grads keyed like the gen.* params).
     Derivation: docs/gan.md#the-generators-step
     """
     xp, M = namespace_of(z), z.shape[0]
     # ---------------- forward, top to bottom ----------------
-    # 1. generator: z -> logits                                             (M, D)
-    logits, gen_caches = net_forward(params, "gen", config.generator_layers, z)
-    # 2. pixels: x = sigmoid(logits)                                        (M, D)
-    x, sig_cache = sigmoid_forward(logits)
+    # 1-2. generator z -> logits, pixels x = sigmoid(logits); or D's step's pass  (M, D)
+    x, gen_caches, sig_cache = fakes if fakes is not None else generator_forward(params, z, config)[1]
     # 3. discriminator: x -> a                                              (M, 1)
     a, dis_caches = net_forward(params, "dis", config.discriminator_layers, x)
     # 4. loss: -log D(G(z)) = softplus(-a), the batch mean                   ()
@@ -178,8 +208,8 @@ def g_loss_and_grads(params: dict, z, config):
     # ---------------- backward, bottom to top ----------------
     # undo 4: d softplus(-a)/da = sigma(a) - 1, each fake's share 1/M       (M, 1)
     da = (sigmoid(a) - 1.0) / M
-    # undo 3: D's backward, for its dx; D's weight gradients go in a dict that is dropped
-    dx = net_backward(da, dis_caches, "dis", config.discriminator_layers, {})        # (M, D)
+    # undo 3: D's backward for its dx only; D's weights get nothing from G's step     (M, D)
+    dx = input_gradient(da, dis_caches, config.discriminator_layers)
     # undo 2: the sigmoid: dlogits = dx * x (1 - x)                          (M, D)
     dlogits = sigmoid_backward(dx, sig_cache)
     # undo 1: G's layers; z is noise and needs no gradient; fills gen.*

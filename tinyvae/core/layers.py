@@ -130,6 +130,7 @@ ACTIVATIONS = {
     "linear": (identity_forward, identity_backward),
     "relu": (relu_forward, relu_backward),
     "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
+    "leaky_relu_0.2": (lambda x: leaky_relu_forward(x, 0.2), leaky_relu_backward),  # DCGAN's slope, for D
     "tanh": (tanh_forward, tanh_backward),
     "sigmoid": (sigmoid_forward, sigmoid_backward),
     "softplus": (softplus_forward, softplus_backward),
