@@ -467,6 +467,42 @@ def test_where_the_fast_step_does_not_apply_the_plain_step_runs(case, monkeypatc
     assert all(np.array_equal(be.to_numpy(fast_grads[k]), be.to_numpy(grads[k])) for k in grads)
 
 
+@pytest.mark.parametrize("where", ["Dense.OP", "relu", "bernoulli_nll_backward"])
+def test_a_core_piece_replaced_by_a_learners_sends_the_step_to_the_plain_path(where, monkeypatch):
+    """The capstone (tinyvae/exercises/capstone.py) trains the model with a learner's pieces plugged
+    into the core; the fast step re-implements those pieces, so it must step aside, or the learner's
+    code would never run. Here the learner's piece is wrong (its gradient doubled): the step must
+    give the plain step's (wrong) gradients, not the fast step's right ones."""
+    from tinyvae.core import layers as core_layers
+    from tinyvae.core import nets as core_nets
+    from tinyvae.core import vae as core_vae
+
+    config, be = mlp_config(), make("numpy")
+    params = init_params(config, be)
+    batch = make_batch(config, 5, "float64")
+    fast = step.FastVAEStep(models.vae_step)
+    be.reseed(1)
+    right = fast(params, batch, be, config)[1]
+    if where == "Dense.OP":
+        forward, backward = core_nets.Dense.OP
+        monkeypatch.setattr(core_nets.Dense, "OP", (forward, lambda *a: tuple(None if g is None else 2 * g for g in backward(*a))))
+    elif where == "relu":
+        forward, backward = core_layers.ACTIVATIONS["relu"]
+        monkeypatch.setitem(core_layers.ACTIVATIONS, "relu", (forward, lambda d, c: 2 * backward(d, c)))
+    else:
+        backward = core_vae.bernoulli_nll_backward
+        monkeypatch.setattr(core_vae, "bernoulli_nll_backward", lambda *a: 2 * backward(*a))
+    assert not step.core_as_written()
+    be.reseed(1)
+    got = fast(params, batch, be, config)[1]
+    be.reseed(1)
+    plain = models.vae_step(params, batch, be, config)[1]
+    assert all(np.array_equal(got[k], plain[k]) for k in plain)                  # the learner's piece ran
+    assert not all(np.array_equal(got[k], right[k]) for k in right)              # and it mattered
+    monkeypatch.undo()
+    assert step.core_as_written()
+
+
 def test_for_config_gives_each_call_a_fast_step_of_its_own_and_only_for_the_vae():
     config = mlp_config()
     a, b = models.for_config(config), models.for_config(config)

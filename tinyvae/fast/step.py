@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..core import layers as core_layers
+from ..core import vae as core_vae
 from ..core.conv import same_padding
 from ..core.layers import one_hot
 from ..core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
@@ -38,6 +40,27 @@ from .optim import available
 from .workspace import Workspace
 
 DTYPES = (np.float32, np.float64)
+
+
+def core_pieces() -> dict:
+    """The core's pieces that this step re-implements, as the model looks them up now: each layer
+    kind's forward/backward pair, the activations it fuses, and the functions in core/vae.py's
+    namespace (the chain's pieces). A learner's function plugged into one of these places
+    (tinyvae/exercises/capstone.py's `plugged`, or any monkeypatch) changes this dict."""
+    pieces = {f"{cls.__name__}.OP": cls.OP for cls in (Dense, Conv, ConvTranspose)}
+    pieces.update({f"ACTIVATIONS[{name!r}]": core_layers.ACTIVATIONS.get(name) for name in ("linear", "relu")})
+    pieces.update({f"vae.{name}": value for name, value in vars(core_vae).items() if callable(value)})
+    return pieces
+
+
+CORE_AS_WRITTEN = core_pieces()   # the pieces the fast step was written against, and is tested to equal
+
+
+def core_as_written() -> bool:
+    """True while every piece in core_pieces() is the one tinyvae ships: the fast step computes what
+    those pieces compute, so with any of them replaced it must step aside for the plain step."""
+    now = core_pieces()
+    return now.keys() == CORE_AS_WRITTEN.keys() and all(now[k] is CORE_AS_WRITTEN[k] for k in now)
 
 
 @dataclass(frozen=True)
@@ -105,8 +128,10 @@ class FastVAEStep:
 
     def applies(self, params, x, config) -> bool:
         """Numba there, x and every parameter NumPy arrays of x's dtype (float32 or float64), C-contiguous,
-        and a model plan() takes."""
+        a model plan() takes, and the core's pieces the ones tinyvae ships (none replaced by a learner's)."""
         if not (isinstance(x, np.ndarray) and x.dtype in DTYPES and x.flags.c_contiguous and available()):
+            return False
+        if not core_as_written():
             return False
         for p in params.values():
             if not (isinstance(p, np.ndarray) and p.dtype == x.dtype and p.flags.c_contiguous):
