@@ -69,6 +69,9 @@ def build_parser():
               "default %(default)s")
     flag(p, "--real-label", GANConfig, "real_label", default=RECIPE["real_label"], metavar="T",
          help="D's target for real images: 0.9 (one-sided label smoothing), or 1; default %(default)s")
+    flag(p, "--pack", GANConfig, "pack", default=1, metavar="K",
+         help="images D judges side by side (PacGAN; 2 is usual), against mode collapse; the batch size "
+              "must be a multiple; default %(default)s")
     flag(p, "--judge-samples", rule=Int(0), default=10000, metavar="N",
          help="samples the judge scores after training (classifier score, label shares, Frechet distance); "
               "0: none; default %(default)s")
@@ -87,12 +90,12 @@ def configs_from_args(args):
                              "layers: drop them, or pass --arch mlp")
         config = GANConfig(input_dim=784, latent_dim=L, generator=keras_conv_decoder(),
                            discriminator=critic(keras_conv_encoder(L), args.dis_activation),
-                           real_label=args.real_label)
+                           real_label=args.real_label, pack=args.pack)
     else:
         config = GANConfig(input_dim=784, latent_dim=L, dis_hidden=tuple(args.hidden),
                            gen_hidden=tuple(args.gen_hidden or reversed(args.hidden)),
                            gen_activation=args.gen_activation, dis_activation=args.dis_activation,
-                           real_label=args.real_label)
+                           real_label=args.real_label, pack=args.pack)
     return config, GANTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta1=args.beta1,
                                   seed=args.seed)
 
@@ -156,9 +159,10 @@ def run(args) -> int:
     x_train, x_test = data[0], data[2]
     shapes = [("conv", "conv") if args.arch == "conv" else
               ("-".join(map(str, (config.latent_dim, *config.gen_hidden, 784))),
-               "-".join(map(str, (784, *config.dis_hidden, 1))))][0]
+               "-".join(map(str, (config.pack * 784, *config.dis_hidden, 1))))][0]
+    packs = f", packs of {config.pack}" if config.pack > 1 else ""
     print(f"tinyvae GAN on MNIST: {x_train.shape[0]} train images, G {shapes[0]}, D {shapes[1]} "
-          f"({config.dis_activation}, real label {config.real_label:g}), Adam lr {tconfig.lr:g} beta1 "
+          f"({config.dis_activation}, real label {config.real_label:g}{packs}), Adam lr {tconfig.lr:g} beta1 "
           f"{tconfig.beta1:g}, batch {tconfig.batch_size}, backend {backend.name}, out {out}", flush=True)
     backend.reseed(STREAM_PICTURES)
     z = backend.normal((N_SAMPLES, config.latent_dim))               # the same z every epoch, (64, L)

@@ -202,6 +202,62 @@ def test_gan_checks_catch_a_planted_bug(bug, config):
     assert max(d_error, g_error) > 1e-3 or forward_error > 1e-6, (d_error, g_error, forward_error)
 
 
+PACKED = gan.GANConfig(input_dim=6, latent_dim=2, gen_hidden=(5,), dis_hidden=(4,), dis_activation="leaky_relu_0.2",
+                       real_label=0.9, pack=2)
+
+
+def packed_batch(be, seed):
+    """Four real images and four z: two packs of two for D, each half."""
+    rng = np.random.default_rng(seed)
+    return be.asarray(rng.uniform(0, 1, (4, 6))), be.asarray(rng.standard_normal((4, 2)))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_packed_gradients_match_finite_differences_and_the_losses_their_definitions(name):
+    """PacGAN: D judges two images a row; both players' gradients and losses as in the plain GAN."""
+    be = make(name)
+    params = random_params(be, PACKED, seed=5)
+    x, z = packed_batch(be, seed=5)
+    d_error, g_error = errors(gan, params, x, z, PACKED)
+    assert d_error < 1e-6 and g_error < 1e-6, (d_error, g_error)
+    d, _ = gan.d_loss_and_grads(params, x, z, PACKED)
+    g, _ = gan.g_loss_and_grads(params, z, PACKED)
+    want_d, want_g = direct_losses(be, params, x, z, PACKED)
+    assert abs(float(d.loss) - want_d) < 1e-10 and abs(float(g.loss) - want_g) < 1e-10
+
+
+def test_a_pack_is_its_images_side_by_side_in_order():
+    """Row j of D's input is images 2j and 2j + 1 joined: D of the packs is D of the joined rows."""
+    be = make("numpy")
+    params = random_params(be, PACKED, seed=6)
+    x, _ = packed_batch(be, seed=6)
+    joined = np.concatenate([x[0::2], x[1::2]], axis=1)                        # (2, 12)
+    want = gan.net_forward(params, "dis", PACKED.discriminator_layers, joined)[0][:, 0]
+    assert np.array_equal(gan.discriminate(params, x, PACKED), want)
+    assert gan.packed(x, 1) is x
+
+
+PACKED_BUGS = {
+    # G's loss averaged over packs, its gradient divided by the number of images
+    "g-mean-over-images": [("M = z.shape[0] // k", "M = z.shape[0]")],
+    # D's gradient divided by images where its loss averages over packs
+    "d-mean-over-images": [("da_fake = sigmoid(a_fake) / M", "da_fake = sigmoid(a_fake) / (k * M)")],
+    # D's input gradient unpacked in the wrong image order (first images of every pack, then the seconds)
+    "unpacked-in-the-wrong-order": [("dx = xp.reshape(dx, x.shape)",
+                                     "dx = xp.reshape(xp.permute_dims(xp.reshape(dx, (dx.shape[0], k, -1)), "
+                                     "(1, 0, 2)), x.shape)")],
+}
+
+
+@pytest.mark.parametrize("bug", list(PACKED_BUGS))
+def test_packed_gan_checks_catch_a_planted_bug(bug):
+    be = make("numpy")
+    params = random_params(be, PACKED, seed=7)
+    x, z = packed_batch(be, seed=7)
+    d_error, g_error = errors(_mutant(*PACKED_BUGS[bug]), params, x, z, PACKED)
+    assert max(d_error, g_error) > 1e-3, (d_error, g_error)
+
+
 def test_the_non_saturating_gradient_survives_where_the_saturating_one_vanishes():
     """When D rejects every fake (a << 0), -log D(G(z)) still pushes G; log(1 - D(G(z))) hardly does."""
     be = make("numpy")
@@ -313,6 +369,8 @@ def test_gan_demo_writes_a_grid_per_epoch_the_curves_and_resumes_exactly(tmp_pat
     (["--lr", "0"], "argument --lr"),
     (["--real-label", "0.4"], "argument --real-label: must be a finite number in (0.5, 1]"),
     (["--dis-activation", "gelu"], "argument --dis-activation"),
+    (["--pack", "3"], "batch_size 64 is not a multiple of pack 3"),
+    (["--pack", "0"], "argument --pack"),
 ])
 def test_gan_demo_errors_are_one_line(argv, message, tmp_path, demos, capsys):
     gan_demo, _ = demos
@@ -323,6 +381,20 @@ def test_gan_demo_errors_are_one_line(argv, message, tmp_path, demos, capsys):
     assert status == 2
     from conftest import one_line
     assert message in one_line(capsys.readouterr().err)
+
+
+def test_a_packed_gan_trains_on_whole_packs_only(tmp_path, demos, capsys):
+    """--pack 2 with 7 images in batches of 4: the last batch's odd image is left out, never packed
+    with nothing; the epoch's numbers are means over the 6 images trained on, D's accuracy of packs."""
+    import json
+    gan_demo, _ = demos
+    assert gan_demo.main([*UNJUDGED, "--batch-size", "4", "--limit", "7", "--pack", "2", "--epochs", "1",
+                          "--out", str(tmp_path)]) == 0
+    epoch = json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]
+    assert all(np.isfinite(v) for k, v in epoch.items() if isinstance(v, float))
+    shares = [epoch["train_acc_real"], epoch["train_acc_fake"]]                 # thirds: (4 a + 2 b) / 6 images
+    assert all(abs(v * 3 - round(v * 3)) < 1e-9 for v in shares) and 0 < sum(shares), epoch
+    assert "packs of 2" in capsys.readouterr().out
 
 
 def test_gan_demo_refuses_to_replace_a_run_in_one_line(tmp_path, demos, capsys):

@@ -100,10 +100,14 @@ def train_epoch(params, players: Players, x, backend, config: GANConfig, tconfig
     n, bs, L = x.shape[0], tconfig.batch_size, config.latent_dim
     backend.reseed(STREAM_TRAIN, epoch)
     order = backend.asarray(backend.permutation(n))
-    totals = {}
+    totals, seen = {}, 0
     with Progress(-(-n // bs), f"epoch {epoch}", "step", progress) as bar:
         for start in range(0, n, bs):
-            xb = xp.take(x, order[start:min(start + bs, n)], axis=0)                # (B, D)
+            stop = min(start + bs, n)
+            stop -= (stop - start) % config.pack                                    # whole packs only (PacGAN)
+            if stop == start:
+                continue
+            xb = xp.take(x, order[start:stop], axis=0)                              # (B, D)
             B = xb.shape[0]
             z = backend.normal((B, L))                                              # (B, L)
             d, d_grads = gan.d_loss_and_grads(params, xb, z, config)
@@ -114,25 +118,28 @@ def train_epoch(params, players: Players, x, backend, config: GANConfig, tconfig
                      "acc_fake": d.acc_fake, "g_loss": g.loss}
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v * B
+            seen += B
             bar.update(1)
-    return {k: float(v) / n for k, v in totals.items()}
+    return {k: float(v) / seen for k, v in totals.items()}
 
 
 def d_accuracy(params, x, backend, config: GANConfig, batch_size=1000) -> dict:
     """D's accuracy on the images x (N, D) (D(x) > 1/2) and on as many fresh fakes (D(G(z)) < 1/2).
 
-    The fakes' z come from the fixed stream STREAM_EVAL, so epochs compare.
+    The fakes' z come from the fixed stream STREAM_EVAL, so epochs compare. With config.pack = k,
+    D judges packs of k images: the shares are of packs, the last N mod k images left out.
     """
-    xp = backend.xp
-    n = x.shape[0]
+    xp, k = backend.xp, config.pack
+    n = x.shape[0] - x.shape[0] % k
     backend.reseed(STREAM_EVAL)
     real = fake = 0.0
+    batch_size -= batch_size % k
     for start in range(0, n, batch_size):
         xb = x[start:min(start + batch_size, n), :]
         fakes = gan.generate(params, backend.normal((xb.shape[0], config.latent_dim)), config)
         real += float(xp.sum(xp.astype(gan.discriminate(params, xb, config) > 0, xb.dtype)))
         fake += float(xp.sum(xp.astype(gan.discriminate(params, fakes, config) < 0, xb.dtype)))
-    return {"acc_real": real / n, "acc_fake": fake / n}
+    return {"acc_real": real / (n // k), "acc_fake": fake / (n // k)}
 
 
 def _check_data(x, name, backend, config, params):
@@ -181,6 +188,9 @@ def fit_gan(x_train, x_test, config: GANConfig, tconfig: GANTrainConfig, backend
                          "make it with get_backend(name, seed=tconfig.seed)")
     if resume and overwrite:
         raise InputError("resume and overwrite contradict each other: pass only one")
+    if tconfig.batch_size % config.pack:
+        raise InputError(f"batch_size {tconfig.batch_size} is not a multiple of pack {config.pack}: D judges "
+                         f"{config.pack} images at a time; make the batch size a multiple of it")
     data = {"n_train": int(np.shape(x_train)[0]), "n_test": int(np.shape(x_test)[0])}
     check_memory(config, tconfig, backend, n_images=max(data.values()))
     ckpt_path = check_output_path(out_dir) / CHECKPOINT_FILE

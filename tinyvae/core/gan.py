@@ -13,6 +13,10 @@ G minimises the non-saturating loss (Goodfellow et al. 2014, section 3):
 
     L_G = mean_m softplus(-a(G(z_m))) = -mean_m log D(G(z_m))
 
+With pack = k > 1 (PacGAN, Lin et al. 2018), D judges k images side by side: a row of D's
+input is k images of one kind, real or fake, (N, D) -> (N/k, kD), and the means above run over
+these packs. D can then see that k fakes look alike where k real images would not.
+
 Each player's `loss_and_grads` returns gradients for its own weights only: D's
 step treats the fakes as data; G's step runs D forward and backward for dL_G/dx
 alone (D's `dx` is G's upstream gradient; D's weight gradients are never
@@ -48,6 +52,7 @@ class GANConfig(Checked):
     generator (L,) -> (D,) logits and discriminator (D,) -> (1,) logit: layer specs, or None for the
     MLPs of gen_hidden (ReLU) and dis_hidden (dis_activation, leaky ReLU by default).
     real_label: D's target for real images, t in L_D (1; 0.9 is one-sided label smoothing).
+    pack: k, the images in each row of D's input (PacGAN): D takes (k * input_dim,).
     """
 
     input_dim: int = 784                  # D, pixels per image
@@ -60,6 +65,7 @@ class GANConfig(Checked):
     generator: tuple | None = None
     discriminator: tuple | None = None
     real_label: float = 1.0
+    pack: int = 1                         # k: images D judges side by side (PacGAN); batches a multiple of k
 
     # what vae.init_params, vae.param_shapes and checks.check_batch ask of a config:
     # pixels in [0, 1], no learned pixel variance, no label
@@ -68,7 +74,8 @@ class GANConfig(Checked):
     RULES = dict(input_dim=Int(1), latent_dim=Int(1), gen_hidden=Sizes(), dis_hidden=Sizes(),
                  gen_activation=OneOf(ACTIVATIONS), dis_activation=OneOf(ACTIVATIONS), init=OneOf(INITS),
                  generator=Layers(), discriminator=Layers(),
-                 real_label=Real(0.5, 1, low_open=True, fix="1 is the plain loss, 0.9 the usual smoothing"))
+                 real_label=Real(0.5, 1, low_open=True, fix="1 is the plain loss, 0.9 the usual smoothing"),
+                 pack=Int(1))
 
     def __post_init__(self):
         run_rules(self)                   # the RULES, then each network's shapes, each named in one line
@@ -91,7 +98,7 @@ class GANConfig(Checked):
     def networks(self) -> dict:
         """{prefix: (layers, input shape, output shape)} of each network."""
         return {"gen": (self.generator_layers, (self.latent_dim,), (self.input_dim,)),
-                "dis": (self.discriminator_layers, (self.input_dim,), (1,))}
+                "dis": (self.discriminator_layers, (self.pack * self.input_dim,), (1,))}
 
 
 def player(params: dict, prefix: str) -> dict:
@@ -111,9 +118,14 @@ def generator_forward(params, z, config):
     return x, (x, gen_caches, sig_cache)
 
 
+def packed(x, k):
+    """k images side by side: (N, D) -> (N/k, kD), row j holding images jk .. jk + k - 1; N a multiple of k."""
+    return x if k == 1 else namespace_of(x).reshape(x, (x.shape[0] // k, k * x.shape[1]))
+
+
 def discriminate(params, x, config):
-    """D's logit a(x), (N, D) -> (N,); D(x) = sigmoid(a); no gradient."""
-    return net_forward(params, "dis", config.discriminator_layers, x)[0][:, 0]
+    """D's logit a of each pack of config.pack images, (N, D) -> (N/k,); D = sigmoid(a); no gradient."""
+    return net_forward(params, "dis", config.discriminator_layers, packed(x, config.pack))[0][:, 0]
 
 
 def input_gradient(dout, caches, layers):
@@ -156,17 +168,20 @@ def d_loss_and_grads(params: dict, x, z, config):
 
     L_D = mean_n [t softplus(-a(x_n)) + (1 - t) softplus(a(x_n))] + mean_m softplus(a(G(z_m)));
     dL/da_real = (sigma(a) - t) / N, dL/da_fake = sigma(a) / M. G's weights are held fixed (the
-    fakes are data to D). D sees the N real images and the M fakes as one batch of N + M rows:
-    each row's pass is its own, and a dense layer's h^T delta sums the rows of both halves.
-    Shapes: x (N, D), z (M, L) -> (DParts, grads keyed like the dis.* params).
+    fakes are data to D). D sees the N real packs and the M packs of fakes as one batch of N + M
+    rows: each row's pass is its own, and a dense layer's h^T delta sums the rows of both halves.
+    N, M count packs of k = config.pack images (images, when k = 1).
+    Shapes: x (kN, D), z (kM, L) -> (DParts, grads keyed like the dis.* params).
     Derivation: docs/gan.md#the-discriminators-step
     """
-    xp, N, M, t = namespace_of(x), x.shape[0], z.shape[0], config.real_label
+    xp, k, t = namespace_of(x), config.pack, config.real_label
+    N, M = x.shape[0] // k, z.shape[0] // k                                  # packs of real images, of fakes
     # ---------------- forward, top to bottom ----------------
     # 1. the fakes: x_fake = sigmoid(G(z)), data to D (the pass kept for G's step)  (M, D)
     x_fake, fakes = generator_forward(params, z, config)
-    # 2. D on the real images and the fakes, one batch: rows 0..N-1 real, N.. fake   (N + M, 1)
-    a, cache = net_forward(params, "dis", config.discriminator_layers, xp.concat([x, x_fake], axis=0))
+    # 2. D on the real packs and the fakes' packs, one batch: rows 0..N-1 real, N.. fake   (N + M, 1)
+    a, cache = net_forward(params, "dis", config.discriminator_layers,
+                           xp.concat([packed(x, k), packed(x_fake, k)], axis=0))
     a_real, a_fake = a[:N, :], a[N:, :]                                     # (N, 1), (M, 1)
     # 3. loss: real labelled t (-log sigma(a) = softplus(-a)), fake 0 (-log(1 - sigma(a)) = softplus(a))
     real = xp.mean(t * softplus(-a_real) + (1.0 - t) * softplus(a_real))
@@ -193,24 +208,27 @@ def g_loss_and_grads(params: dict, z, config, fakes=None):
     L_G = mean_m softplus(-a(sigmoid(G(z_m)))); the gradient flows back through D:
     dL/da = (sigma(a) - 1) / M, dL/dx = D's input gradient (no weight gradients of D are formed),
     dL/dlogits = dx x (1 - x), then G's backward. fakes: D's step's pass over this same z
-    (DParts.fakes), reused when G has not changed since; None runs G here.
-    Shapes: z (M, L) -> (GParts, grads keyed like the gen.* params).
+    (DParts.fakes), reused when G has not changed since; None runs G here. M counts packs of
+    k = config.pack fakes; D's dx is unpacked back to one row per image.
+    Shapes: z (kM, L) -> (GParts, grads keyed like the gen.* params).
     Derivation: docs/gan.md#the-generators-step
     """
-    xp, M = namespace_of(z), z.shape[0]
+    xp, k = namespace_of(z), config.pack
+    M = z.shape[0] // k                                                      # packs of fakes
     # ---------------- forward, top to bottom ----------------
-    # 1-2. generator z -> logits, pixels x = sigmoid(logits); or D's step's pass  (M, D)
+    # 1-2. generator z -> logits, pixels x = sigmoid(logits); or D's step's pass  (kM, D)
     x, gen_caches, sig_cache = fakes if fakes is not None else generator_forward(params, z, config)[1]
-    # 3. discriminator: x -> a                                              (M, 1)
-    a, dis_caches = net_forward(params, "dis", config.discriminator_layers, x)
+    # 3. discriminator: x, k images a row -> a                              (M, 1)
+    a, dis_caches = net_forward(params, "dis", config.discriminator_layers, packed(x, k))
     # 4. loss: -log D(G(z)) = softplus(-a), the batch mean                   ()
     loss = xp.mean(softplus(-a))
     # ---------------- backward, bottom to top ----------------
     # undo 4: d softplus(-a)/da = sigma(a) - 1, each fake's share 1/M       (M, 1)
     da = (sigmoid(a) - 1.0) / M
-    # undo 3: D's backward for its dx only; D's weights get nothing from G's step     (M, D)
+    # undo 3: D's backward for its dx only; D's weights get nothing from G's step     (M, kD)
     dx = input_gradient(da, dis_caches, config.discriminator_layers)
-    # undo 2: the sigmoid: dlogits = dx * x (1 - x)                          (M, D)
+    dx = xp.reshape(dx, x.shape)                                             # unpacked: (kM, D)
+    # undo 2: the sigmoid: dlogits = dx * x (1 - x)                          (kM, D)
     dlogits = sigmoid_backward(dx, sig_cache)
     # undo 1: G's layers; z is noise and needs no gradient; fills gen.*
     grads = {}
