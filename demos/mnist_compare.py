@@ -57,6 +57,8 @@ def build_parser():
     add_size_flags(p, 20, "latent size of all three (z, the code)", models="every model")
     flag(p, "--gan-epochs", rule=Int(1), default=20, metavar="N", help="the GAN's epochs (Adam 2e-4, beta1 0.5, "
          "batch 64, as demos/mnist_gan.py); default %(default)s")
+    flag(p, "--gan-pack", GANConfig, "pack", default=1, metavar="K", help="images the GAN's D judges side by "
+         "side (PacGAN, demos/mnist_gan.py --pack); default %(default)s")
     flag(p, "--samples", rule=Int(1), default=10000, metavar="N", help="samples per model; default %(default)s")
     flag(p, "--nn-samples", rule=Int(1), default=10000, metavar="N", help="samples (the first N) whose nearest "
          "training image is found; default %(default)s")
@@ -75,7 +77,7 @@ def configs_from_args(args):
     """{name: (config, train config)}: one architecture; the GAN's D is the encoder with a 1-unit head."""
     shape = mlp_shape(args)
     gan = GANConfig(input_dim=784, latent_dim=args.latent_dim, dis_hidden=shape["enc_hidden"],
-                    gen_hidden=shape["dec_hidden"], **RECIPE)        # D's slope and smoothing: the GAN demo's
+                    gen_hidden=shape["dec_hidden"], pack=args.gan_pack, **RECIPE)        # D's slope and smoothing: the GAN demo's
     t = train_config(args, iw_k=args.iw_k)
     return {"vae": (VAEConfig(**shape), t), "ae": (AEConfig(**shape), train_config(args, iw_k=0)),
             "gan": (gan, GANTrainConfig(epochs=args.gan_epochs, seed=args.seed))}
