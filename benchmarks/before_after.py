@@ -25,7 +25,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from harness import load_data, machine_report, take_turns
+from harness import add_clock_flag, load_data, machine_report, take_turns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,8 +103,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--synthetic", action="store_true", help="random pixels instead of MNIST")
     p.add_argument("--plain-adam", action="store_true", help="add this checkout's MLP with Adam(fast=False)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall seconds, or each contestant "
-                   "process's CPU seconds (steadier on a busy machine, with OPENBLAS_NUM_THREADS=1)")
+    add_clock_flag(p)
     args = p.parse_args(argv)
 
     print("\n".join(machine_report(None, "numpy", "cpu")))

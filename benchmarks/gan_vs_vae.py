@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 from before_after import extract
-from harness import TinyVAERun, load_data, machine_report, make_run, take_turns, warmed_up
+from harness import TinyVAERun, add_clock_flag, load_data, machine_report, make_run, take_turns, warmed_up
 
 from tinyvae import models
 from tinyvae.backend import get_backend
@@ -124,8 +124,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthetic", action="store_true", help="random pixels instead of MNIST (no download)")
     p.add_argument("--before", metavar="REF", help="also time the GAN of this git revision (unpacked with git archive)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall seconds, or each contestant "
-                   "process's CPU seconds (steadier on a busy machine, with OPENBLAS_NUM_THREADS=1)")
+    add_clock_flag(p)
     args = p.parse_args(argv)
     for line in machine_report(None, args.backend, None):
         print(line)

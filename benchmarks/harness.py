@@ -138,6 +138,12 @@ def add_common_flags(p, rounds, epochs):
     p.add_argument("--epochs", type=int, default=epochs, help="epochs for --accuracy")
 
 
+def add_clock_flag(p):
+    """--clock: CLOCKS' name for the contestants' epochs (take_turns' clock)."""
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="wall seconds, or each contestant "
+                   "process's CPU seconds (steadier on a busy machine, with OPENBLAS_NUM_THREADS=1)")
+
+
 def add_pass_entries_flag(parser):
     """--pass-entries, read by set_pass_entries."""
     parser.add_argument("--pass-entries", type=float, default=None,
