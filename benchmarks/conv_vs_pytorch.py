@@ -37,14 +37,13 @@ Results: docs/benchmarks.md#the-conv-vae.
 from __future__ import annotations
 
 import argparse
-import statistics
 from functools import partial
 
 import numpy as np
 from harness import TinyVAERun as Run
-from harness import (LR, TorchTraining, add_common_flags, add_pass_entries_flag, import_torch, load_data,
-                     machine_report, make_floor, make_run, memory_child, memory_runs, set_pass_entries,
-                     side_by_side, time_epochs)
+from harness import (LR, TorchTraining, add_common_flags, add_pass_entries_flag, fast_path_report, import_torch,
+                     load_data, machine_report, make_floor, make_run, memory_child, memory_runs, print_ratios,
+                     set_pass_entries, side_by_side, time_epochs)
 from harness import conv  # noqa: F401  tinyvae.fast.conv, whose budget --pass-entries sets (the tests read it here)
 
 from tinyvae.backend import to_numpy
@@ -166,21 +165,6 @@ def speed(args, torch, x):
     print_ratios(time_epochs(makers, args, x.shape[0], CONFIG, width=16), floor_target=0.60, torch_target=0.80)
 
 
-def print_ratios(times, floor_target, torch_target):
-    """The ratios of time_epochs' {name: [seconds, ...]}: tinyvae and its plain path against the floor,
-    PyTorch (when it ran) and each other, with the targets of the fast path (docs/benchmarks.md)."""
-    med = {name: statistics.median(t) for name, t in times.items()}
-    ratios = [("floor / tinyvae (median)", med["matmul floor"] / med["tinyvae"], f"   (target >= {floor_target:.2f})"),
-              ("floor / tinyvae, plain (median)", med["matmul floor"] / med["tinyvae, plain"], "")]
-    if "pytorch" in times:
-        ratios += [("tinyvae / pytorch (median)", med["tinyvae"] / med["pytorch"], f"   (target <= {torch_target:.2f})"),
-                   ("tinyvae / pytorch (min)", min(times["tinyvae"]) / min(times["pytorch"]), ""),
-                   ("tinyvae, plain / pytorch (median)", med["tinyvae, plain"] / med["pytorch"], "")]
-    ratios.append(("tinyvae / tinyvae, plain (median)", med["tinyvae"] / med["tinyvae, plain"], ""))
-    for label, value, target in ratios:
-        print(f"{label + ':':36s}{value:.2f}{target}")
-
-
 def accuracy(args, torch, device, x, x_test):
     """Train for --epochs, printing the test -ELBO; --keras-protocol: the Keras example's figure instead.
 
@@ -243,8 +227,8 @@ def main(argv=None):
     for line in machine_report(torch, args.backend, device):
         print(line)
     print(f"tinyvae   : {args.backend}, conv passes of at most {entries} column entries")
-    if args.backend == "numpy" and available():
-        print(f"fast path : its loops compiled (or loaded from Numba's disk cache) in {compile_loops():.2f} s")
+    for line in fast_path_report(args.backend):
+        print(line)
     x, x_test = load_data(args.limit, args.synthetic)
     if torch is not None:
         ours, theirs = same_function_check(torch, x)

@@ -31,25 +31,24 @@ import sys
 from functools import partial
 
 import numpy as np
-from conv_vs_pytorch import print_ratios
 from harness import (
     LR,
     TinyVAERun,
     TorchTraining,
     add_common_flags,
+    fast_path_report,
     import_torch,
     load_data,
     machine_report,
     make_floor,
     make_run,
+    print_ratios,
     side_by_side,
     time_epochs,
 )
 
 from tinyvae.backend import to_numpy
 from tinyvae.core.vae import VAEConfig
-from tinyvae.fast.optim import available
-from tinyvae.fast.step import compile_loops
 
 # 784-400-[20|20]-400-784, ReLU, Bernoulli, nn.Linear's initialisation: the PyTorch example
 CONFIG = VAEConfig(init="pytorch")
@@ -183,8 +182,8 @@ def main(argv=None):
     torch, device = import_torch(args.backend)
     for line in machine_report(torch, args.backend, device):
         print(line)
-    if args.backend == "numpy" and available():
-        print(f"fast path : its loops compiled (or loaded from Numba's disk cache) in {compile_loops():.2f} s")
+    for line in fast_path_report(args.backend):
+        print(line)
     x, x_test = load_data(args.limit, args.synthetic)
     if args.accuracy:
         accuracy(args, torch, device, x, x_test)

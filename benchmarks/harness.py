@@ -37,6 +37,8 @@ from tinyvae.core.nets import ConvTranspose, Dense  # noqa: E402
 from tinyvae.core.optim import Adam  # noqa: E402
 from tinyvae.core.vae import init_params  # noqa: E402
 from tinyvae.fast import conv  # noqa: E402
+from tinyvae.fast.optim import available  # noqa: E402
+from tinyvae.fast.step import compile_loops  # noqa: E402
 
 LR = 1e-3
 PAUSE_S = 0.5        # idle seconds before each timed epoch
@@ -121,6 +123,29 @@ def load_data(limit, synthetic):
 
     d = load_mnist()
     return to_unit_interval(d.x_train[:limit]), to_unit_interval(d.x_test)
+
+
+def fast_path_report(backend_name) -> list[str]:
+    """The fast path's line of the report: its loops compiled (or loaded from Numba's cache) now, timed
+    apart from the epochs; none off NumPy or without Numba, where the fast step does not run."""
+    if backend_name != "numpy" or not available():
+        return []
+    return [f"fast path : its loops compiled (or loaded from Numba's disk cache) in {compile_loops():.2f} s"]
+
+
+def print_ratios(times, floor_target, torch_target):
+    """The ratios of time_epochs' {name: [seconds, ...]}: tinyvae and its plain path against the floor,
+    PyTorch (when it ran) and each other, with the targets of the fast path (docs/benchmarks.md)."""
+    med = {name: statistics.median(t) for name, t in times.items()}
+    ratios = [("floor / tinyvae (median)", med["matmul floor"] / med["tinyvae"], f"   (target >= {floor_target:.2f})"),
+              ("floor / tinyvae, plain (median)", med["matmul floor"] / med["tinyvae, plain"], "")]
+    if "pytorch" in times:
+        ratios += [("tinyvae / pytorch (median)", med["tinyvae"] / med["pytorch"], f"   (target <= {torch_target:.2f})"),
+                   ("tinyvae / pytorch (min)", min(times["tinyvae"]) / min(times["pytorch"]), ""),
+                   ("tinyvae, plain / pytorch (median)", med["tinyvae, plain"] / med["pytorch"], "")]
+    ratios.append(("tinyvae / tinyvae, plain (median)", med["tinyvae"] / med["tinyvae, plain"], ""))
+    for label, value, target in ratios:
+        print(f"{label + ':':36s}{value:.2f}{target}")
 
 
 def add_common_flags(p, rounds, epochs):

@@ -34,7 +34,7 @@ from ..core import vae as core_vae
 from ..core.conv import same_padding
 from ..core.layers import one_hot
 from ..core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
-from ..core.vae import VAEConfig, param_shapes
+from ..core.vae import VAEConfig, _join, param_shapes
 from . import conv as fast_conv
 from .optim import available
 from .workspace import Workspace
@@ -314,11 +314,6 @@ def _block(F, itemsize):
     from . import kernels
 
     return 64 // itemsize if kernels.PARALLEL else F
-
-
-def _join(a, y):
-    """[a | y] (N, A + K), or a itself when there is no label."""
-    return a if y is None else np.concatenate([a, y], axis=1)
 
 
 def _accumulate(total, a, b, ws):
