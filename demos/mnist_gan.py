@@ -37,9 +37,10 @@ from tinyvae import plots
 from tinyvae.checkpoint import CHECKPOINT_FILE, METRICS_FILE, write_json
 from tinyvae.checks import Int
 from tinyvae.core.gan import GANConfig, critic, generate
+from tinyvae.core.vae import INITS
 from tinyvae.errors import InputError
 from tinyvae.gan_train import GANTrainConfig, fit_gan
-from tinyvae.specs import keras_conv_decoder, keras_conv_encoder
+from tinyvae.specs import dcgan_discriminator, dcgan_generator, keras_conv_decoder, keras_conv_encoder
 from tinyvae.train import STREAM_PICTURES
 
 N_SAMPLES = 64               # the fixed z of every epoch's grid, 8 x 8
@@ -56,9 +57,14 @@ def build_parser():
                         "generator, its encoder with a 1-unit head as the discriminator.")
     add_common_flags(p, out="runs/mnist_gan", epochs=20, batch_size=64, lr=2e-4)
     add_size_flags(p, 20, "noise dimensions (z)", models="the discriminator", hidden=HIDDEN)
-    p.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
-                   help="mlp: dense layers (--hidden); conv: the Keras example's conv decoder as G and its "
+    p.add_argument("--arch", choices=("mlp", "dcgan", "conv"), default="mlp",
+                   help="mlp: dense layers (--hidden); dcgan: a small DCGAN, G z-7x7x64-14x14x32-28x28 by "
+                        "transposed convs, D its mirror; conv: the Keras example's conv decoder as G and its "
                         "conv encoder as D; default %(default)s")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="how the weights start (tinyvae/core/vae.py init_params); default: glorot_he for mlp, "
+                        "pytorch for the conv GANs (with glorot_he their G's sigmoid goes blank in the first "
+                        "epoch: docs/gan.md)")
     flag(p, "--beta1", GANTrainConfig, "beta1", default=0.5, help="Adam's beta1 for both players; default %(default)s")
     flag(p, "--gen-hidden", rule=Int(1), also=("gen_hidden",), nargs="+", default=None, metavar="H",
          help="the MLP generator's hidden sizes, e.g. 256 512 1024; default: --hidden reversed")
@@ -84,18 +90,22 @@ def build_parser():
 def configs_from_args(args):
     """(GANConfig, GANTrainConfig) from the flags: D mirrors the VAE's encoder, G its decoder."""
     L = args.latent_dim
-    if args.arch == "conv":
+    if args.arch != "mlp":
         if args.hidden != list(HIDDEN) or args.gen_hidden is not None:
-            raise InputError("--hidden and --gen-hidden set the MLP's sizes and --arch conv has fixed Keras "
-                             "layers: drop them, or pass --arch mlp")
-        config = GANConfig(input_dim=784, latent_dim=L, generator=keras_conv_decoder(),
-                           discriminator=critic(keras_conv_encoder(L), args.dis_activation),
-                           real_label=args.real_label, pack=args.pack)
+            raise InputError(f"--hidden and --gen-hidden set the MLP's sizes and --arch {args.arch} has fixed "
+                             "conv layers: drop them, or pass --arch mlp")
+        if args.pack > 1:
+            raise InputError(f"--pack sets the MLP discriminator's input and --arch {args.arch}'s D takes one "
+                             "image: drop --pack, or pass --arch mlp")
+        G, D = ((dcgan_generator(), dcgan_discriminator(activation=args.dis_activation)) if args.arch == "dcgan" else
+                (keras_conv_decoder(), critic(keras_conv_encoder(L), args.dis_activation)))
+        config = GANConfig(input_dim=784, latent_dim=L, generator=G, discriminator=D, init=args.init or "pytorch",
+                           dis_activation=args.dis_activation, real_label=args.real_label, pack=args.pack)
     else:
         config = GANConfig(input_dim=784, latent_dim=L, dis_hidden=tuple(args.hidden),
                            gen_hidden=tuple(args.gen_hidden or reversed(args.hidden)),
                            gen_activation=args.gen_activation, dis_activation=args.dis_activation,
-                           real_label=args.real_label, pack=args.pack)
+                           init=args.init or "glorot_he", real_label=args.real_label, pack=args.pack)
     return config, GANTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta1=args.beta1,
                                   seed=args.seed)
 
@@ -157,7 +167,7 @@ def run(args) -> int:
     config, tconfig = configs_from_args(args)
     backend, out, data = start_run(args, [], tconfig, OUTPUT_FILES)
     x_train, x_test = data[0], data[2]
-    shapes = [("conv", "conv") if args.arch == "conv" else
+    shapes = [(args.arch, args.arch) if args.arch != "mlp" else
               ("-".join(map(str, (config.latent_dim, *config.gen_hidden, 784))),
                "-".join(map(str, (config.pack * 784, *config.dis_hidden, 1))))][0]
     packs = f", packs of {config.pack}" if config.pack > 1 else ""

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import BACKENDS, make
 from tinyvae.core import gan, vae
-from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
+from tinyvae.core.nets import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Reshape
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error
 
@@ -23,8 +23,13 @@ CONV = gan.GANConfig(input_dim=64, latent_dim=2,
                                 ConvTranspose(1, 3, 2), Flatten()),
                      discriminator=(Reshape((8, 8, 1)), Conv(2, 3, 2, "leaky_relu"), Conv(2, 3, 2, "tanh"),
                                     Flatten(), Dense(3, "leaky_relu"), Dense(1)), real_label=0.9)
-CONFIGS = [MLP, DEEP, CONV]
-IDS = ["mlp", "deep", "conv"]
+# the DCGAN's shape (specs.dcgan_generator): batch norm before G's activations, from the batch's own statistics
+CONV_BN = gan.GANConfig(input_dim=64, latent_dim=2,
+                        generator=(Dense(8), BatchNorm("relu"), Reshape((2, 2, 2)), ConvTranspose(2, 3, 2),
+                                   BatchNorm("tanh"), ConvTranspose(1, 3, 2), Flatten()),
+                        discriminator=(Reshape((8, 8, 1)), Conv(2, 3, 2, "leaky_relu_0.2"), Flatten(), Dense(1)))
+CONFIGS = [MLP, DEEP, CONV, CONV_BN]
+IDS = ["mlp", "deep", "conv", "conv-batch-norm"]
 N = 3        # real images and fakes per batch; equal, so one half's rows fit the other half's gradient
 
 
@@ -366,6 +371,9 @@ def test_gan_demo_writes_a_grid_per_epoch_the_curves_and_resumes_exactly(tmp_pat
     (["--beta1", "1"], "argument --beta1: must be a finite number in [0, 1), got 1"),
     (["--arch", "conv", "--hidden", "8"], "--hidden and --gen-hidden set the MLP's sizes and --arch conv has fixed"),
     (["--arch", "conv", "--gen-hidden", "8"], "--hidden and --gen-hidden set the MLP's sizes"),
+    (["--arch", "dcgan", "--hidden", "8"], "--hidden and --gen-hidden set the MLP's sizes and --arch dcgan has"),
+    (["--arch", "dcgan", "--pack", "2"], "--pack sets the MLP discriminator's input and --arch dcgan's D takes"),
+    (["--init", "he"], "argument --init: invalid choice"),
     (["--lr", "0"], "argument --lr"),
     (["--real-label", "0.4"], "argument --real-label: must be a finite number in (0.5, 1]"),
     (["--dis-activation", "gelu"], "argument --dis-activation"),
@@ -395,6 +403,24 @@ def test_a_packed_gan_trains_on_whole_packs_only(tmp_path, demos, capsys):
     shares = [epoch["train_acc_real"], epoch["train_acc_fake"]]                 # thirds: (4 a + 2 b) / 6 images
     assert all(abs(v * 3 - round(v * 3)) < 1e-9 for v in shares) and 0 < sum(shares), epoch
     assert "packs of 2" in capsys.readouterr().out
+
+
+def test_the_dcgan_demo_trains_g_with_batch_norm_and_resumes_exactly(tmp_path, demos, capsys):
+    """--arch dcgan: G's BatchNorm scales and shifts are trained and saved (gen.*.gamma, gen.*.beta), the
+    samples are finite pixels, and a resumed run's epochs are a straight run's."""
+    import json
+    gan_demo, _ = demos
+    args = ["--arch", "dcgan", "--batch-size", "50", "--latent-dim", "4", "--judge-samples", "0"]
+    assert gan_demo.main([*args, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    assert gan_demo.main([*args, "--epochs", "2", "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert gan_demo.main([*args, "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
+    with np.load(tmp_path / "a" / "checkpoint.npz") as ckpt:
+        names = set(ckpt.files)
+    assert {"param/gen.1.gamma", "param/gen.1.beta", "param/gen.4.gamma", "param/gen.4.beta"} <= names, names
+    resumed, straight = (json.loads((tmp_path / r / "metrics.json").read_text())["epochs"] for r in "ab")
+    strip = lambda es: [{k: v for k, v in e.items() if "seconds" not in k} for e in es]  # noqa: E731
+    assert strip(resumed) == strip(straight) and all(np.isfinite(e["train_g_loss"]) for e in resumed)
+    assert "G dcgan, D dcgan" in capsys.readouterr().out
 
 
 def test_gan_demo_refuses_to_replace_a_run_in_one_line(tmp_path, demos, capsys):

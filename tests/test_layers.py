@@ -158,3 +158,59 @@ def test_the_leaky_slope_check_catches_a_planted_bug(old, new):
     bad = mutant(layers, old, new)
     error = max_error(check_backward(bad.ACTIVATIONS["leaky_relu_0.2"][0], bad.ACTIVATIONS["leaky_relu_0.2"][1], [x]))
     assert error > 1e-2, error
+
+
+def bn_inputs(be, data, shape):
+    """x of `shape` (the last axis the channels), gamma and beta (C,), float64."""
+    C = shape[-1]
+    x = put(be, data.draw(arrays(np.float64, shape, elements=values())))
+    gamma = put(be, data.draw(arrays(np.float64, (C,), elements=values())))
+    beta = put(be, data.draw(arrays(np.float64, (C,), elements=values())))
+    return x, gamma, beta
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@given(data=st.data(), shape=st.one_of(st.tuples(dims, dims), st.tuples(dims, st.integers(1, 3),
+                                                                          st.integers(1, 3), dims)))
+def test_batch_norm_backward(name, data, shape):
+    be = make(name)
+    x, gamma, beta = bn_inputs(be, data, shape)
+    errors = check_backward(layers.batch_norm_forward, layers.batch_norm_backward, [x, gamma, beta])
+    assert max_error(errors) < TOL, errors
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 2, 5)])
+def test_batch_norm_forward_is_its_definition(name, shape):
+    """Per channel, over every other axis: gamma * (x - mean) / sqrt(var + 1e-5) + beta, the biased variance."""
+    be = make(name)
+    rng = np.random.default_rng(2)
+    x, gamma, beta = (rng.normal(3.0, 2.0, shape), rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1]))
+    y, _ = layers.batch_norm_forward(put(be, x), put(be, gamma), put(be, beta))
+    rows = x.reshape(-1, shape[-1])                                      # every value of a channel in a column
+    want = gamma * (rows - rows.mean(0)) / np.sqrt(rows.var(0) + 1e-5) + beta
+    np.testing.assert_allclose(be.to_numpy(y).reshape(-1, shape[-1]), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("old,new", [
+    # mu and var taken as constants on the way back: the two terms through the batch's statistics dropped
+    ("dx = inv * (dxhat - xp.mean(dxhat, axis=axes) - xhat * xp.mean(dxhat * xhat, axis=axes))",
+     "dx = inv * dxhat"),
+    # the variance's term dropped alone (the mean's kept)
+    ("dx = inv * (dxhat - xp.mean(dxhat, axis=axes) - xhat * xp.mean(dxhat * xhat, axis=axes))",
+     "dx = inv * (dxhat - xp.mean(dxhat, axis=axes))"),
+    # dgamma from the raw input rather than the normalised one
+    ("return dx, xp.sum(dy * xhat, axis=axes), xp.sum(dy, axis=axes)",
+     "return dx, xp.sum(dy * (xhat / inv), axis=axes), xp.sum(dy, axis=axes)"),
+])
+def test_the_batch_norm_check_catches_a_planted_bug(old, new):
+    from test_planted_bugs import mutant
+    be = make("numpy")
+    rng = np.random.default_rng(3)
+    inputs = [put(be, rng.normal(1.0, 2.0, (4, 2, 2, 3))), put(be, rng.standard_normal(3)),
+              put(be, rng.standard_normal(3))]
+    assert max_error(check_backward(layers.batch_norm_forward, layers.batch_norm_backward, inputs)) < TOL
+    bad = mutant(layers, old, new)
+    error = max_error(check_backward(bad.batch_norm_forward, bad.batch_norm_backward, inputs))
+    assert error > 1e-2, error
+

@@ -323,6 +323,10 @@ def networks_fit(config):
     """Refuse, naming the layer, a config whose networks do not map their inputs to their outputs."""
     for prefix, (layers, in_shape, out_shape) in config.networks().items():
         name = NETWORK_NAMES.get(prefix, prefix)
+        for i, layer in enumerate(layers):
+            if getattr(layer, "KIND", None) == "batch_norm" and prefix != "gen":
+                raise InputError(f"{name} layer {i} (BatchNorm): batch norm normalises by each batch's own "
+                                 f"statistics, which tinyvae allows only in a GAN's generator: take it out")
         out = output_shape(layers, in_shape, name)
         if out != out_shape:
             what = {"enc": "latent_dim (the code)" if out_shape[0] == config.latent_dim

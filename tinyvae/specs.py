@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .checks import layer_from_dict, layer_to_dict, output_shape  # noqa: F401  the records, read by the rules
-from .core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
+from .core.nets import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Reshape
 
 
 def summary(layers, in_shape, name="network") -> str:
@@ -41,3 +41,22 @@ def keras_conv_decoder(image=(28, 28, 1)):
     return (Dense((h // 4) * (w // 4) * 64, "relu"), Reshape((h // 4, w // 4, 64)),
             ConvTranspose(64, 3, 2, "relu"), ConvTranspose(32, 3, 2, "relu"),
             ConvTranspose(c, 3, 1), Flatten())
+
+
+def dcgan_generator(width=32, kernel=4, batch_norm=True, image=(28, 28, 1)):
+    """A small DCGAN generator (Radford et al. 2016), ending in logits: z -> 7x7x(2 width) ->
+    14x14xwidth -> 28x28x1, each upsampling a stride-2 transposed conv; batch norm before each ReLU."""
+    h, w, c = image
+    if batch_norm:
+        hidden = (Dense((h // 4) * (w // 4) * 2 * width), BatchNorm("relu"), Reshape((h // 4, w // 4, 2 * width)),
+                  ConvTranspose(width, kernel, 2), BatchNorm("relu"))
+    else:
+        hidden = (Dense((h // 4) * (w // 4) * 2 * width, "relu"), Reshape((h // 4, w // 4, 2 * width)),
+                  ConvTranspose(width, kernel, 2, "relu"))
+    return hidden + (ConvTranspose(c, kernel, 2), Flatten())
+
+
+def dcgan_discriminator(width=32, kernel=4, activation="leaky_relu_0.2", image=(28, 28, 1)):
+    """dcgan_generator's mirror, ending in D's logit: 28x28x1 -> 14x14xwidth -> 7x7x(2 width) -> 1."""
+    return (Reshape(image), Conv(width, kernel, 2, activation), Conv(2 * width, kernel, 2, activation),
+            Flatten(), Dense(1))
