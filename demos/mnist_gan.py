@@ -2,6 +2,7 @@
 the judge's scores of 10,000 samples (judged.json) to --out.
 
     python demos/mnist_gan.py                                   # MLP: G 20-400-784, D 784-400-1, 20 epochs
+    python demos/mnist_gan.py --arch dcgan --out runs/gan-dcgan # a small DCGAN, batch norm in G: ~35 s an epoch
     python demos/mnist_gan.py --arch conv --out runs/gan-conv   # G the Keras conv decoder, D its conv encoder
     python demos/mnist_gan.py --epochs 30 --resume              # continue the first run from its checkpoint
     python demos/mnist_gan.py --gen-hidden 256 512 --hidden 512 256 --latent-dim 64 --out runs/gan-deep
@@ -65,6 +66,9 @@ def build_parser():
                    help="how the weights start (tinyvae/core/vae.py init_params); default: glorot_he for mlp, "
                         "pytorch for the conv GANs (with glorot_he their G's sigmoid goes blank in the first "
                         "epoch: docs/gan.md)")
+    p.add_argument("--no-batch-norm", action="store_true",
+                   help="dcgan only: G without its BatchNorm layers (the ReLUs on the Dense and the first "
+                        "transposed conv)")
     flag(p, "--beta1", GANTrainConfig, "beta1", default=0.5, help="Adam's beta1 for both players; default %(default)s")
     flag(p, "--gen-hidden", rule=Int(1), also=("gen_hidden",), nargs="+", default=None, metavar="H",
          help="the MLP generator's hidden sizes, e.g. 256 512 1024; default: --hidden reversed")
@@ -90,6 +94,9 @@ def build_parser():
 def configs_from_args(args):
     """(GANConfig, GANTrainConfig) from the flags: D mirrors the VAE's encoder, G its decoder."""
     L = args.latent_dim
+    if args.no_batch_norm and args.arch != "dcgan":
+        raise InputError(f"--no-batch-norm takes the batch norm out of --arch dcgan's G, and --arch {args.arch}'s "
+                         "G has none: drop it, or pass --arch dcgan")
     if args.arch != "mlp":
         if args.hidden != list(HIDDEN) or args.gen_hidden is not None:
             raise InputError(f"--hidden and --gen-hidden set the MLP's sizes and --arch {args.arch} has fixed "
@@ -97,7 +104,8 @@ def configs_from_args(args):
         if args.pack > 1:
             raise InputError(f"--pack sets the MLP discriminator's input and --arch {args.arch}'s D takes one "
                              "image: drop --pack, or pass --arch mlp")
-        G, D = ((dcgan_generator(), dcgan_discriminator(activation=args.dis_activation)) if args.arch == "dcgan" else
+        G, D = ((dcgan_generator(batch_norm=not args.no_batch_norm),
+                 dcgan_discriminator(activation=args.dis_activation)) if args.arch == "dcgan" else
                 (keras_conv_decoder(), critic(keras_conv_encoder(L), args.dis_activation)))
         config = GANConfig(input_dim=784, latent_dim=L, generator=G, discriminator=D, init=args.init or "pytorch",
                            dis_activation=args.dis_activation, real_label=args.real_label, pack=args.pack)

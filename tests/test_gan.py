@@ -374,6 +374,7 @@ def test_gan_demo_writes_a_grid_per_epoch_the_curves_and_resumes_exactly(tmp_pat
     (["--arch", "dcgan", "--hidden", "8"], "--hidden and --gen-hidden set the MLP's sizes and --arch dcgan has"),
     (["--arch", "dcgan", "--pack", "2"], "--pack sets the MLP discriminator's input and --arch dcgan's D takes"),
     (["--init", "he"], "argument --init: invalid choice"),
+    (["--no-batch-norm"], "--no-batch-norm takes the batch norm out of --arch dcgan's G, and --arch mlp's G has"),
     (["--lr", "0"], "argument --lr"),
     (["--real-label", "0.4"], "argument --real-label: must be a finite number in (0.5, 1]"),
     (["--dis-activation", "gelu"], "argument --dis-activation"),
@@ -421,6 +422,30 @@ def test_the_dcgan_demo_trains_g_with_batch_norm_and_resumes_exactly(tmp_path, d
     strip = lambda es: [{k: v for k, v in e.items() if "seconds" not in k} for e in es]  # noqa: E731
     assert strip(resumed) == strip(straight) and all(np.isfinite(e["train_g_loss"]) for e in resumed)
     assert "G dcgan, D dcgan" in capsys.readouterr().out
+
+
+def test_the_judges_demo_scores_the_same_samples_with_each_judge(tmp_path, demos, capsys):
+    """demos/mnist_judges.py: each judge trained for its epochs and kept; the same samples and the test images
+    scored by each; a kept judge of other epochs refused in one line; the run's folder left as it was."""
+    import json
+    from conftest import load_script, one_line
+    gan_demo, _ = demos
+    judges = load_script(ROOT / "demos" / "mnist_judges.py")
+    run = tmp_path / "gan"
+    assert gan_demo.main([*UNJUDGED, "--epochs", "1", "--out", str(run)]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    args = ["--runs", str(run), "--samples", "200", "--judge-epochs", "1", "2", "--out", str(tmp_path / "j")]
+    assert judges.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "judge 1 epochs" in printed and "judge 2 epochs" in printed and "| MNIST test images |" in printed
+    got = json.loads((tmp_path / "j" / "metrics.json").read_text())
+    assert set(got["rows"]) == {"MNIST test images", str(run)} and set(got["judge_test_accuracy"]) == {"1", "2"}
+    scores = [got["rows"][str(run)][e]["classifier_score"] for e in ("1", "2")]
+    assert all(1 <= s <= 10 for s in scores) and scores[0] != scores[1]       # two judges, two verdicts
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    (tmp_path / "j" / "judge-2").rename(tmp_path / "j" / "judge-3")          # a 2-epoch judge where 3 is asked
+    assert judges.main([*args[:4], "--judge-epochs", "3", "--out", str(tmp_path / "j"), "--overwrite"]) == 2
+    assert "trained for 2 epochs, not 3" in one_line(capsys.readouterr().err)
 
 
 def test_gan_demo_refuses_to_replace_a_run_in_one_line(tmp_path, demos, capsys):

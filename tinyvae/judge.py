@@ -110,18 +110,25 @@ def load_judge(path, backend):
                       "move it away (the judge is then trained again there), or pass another --judge")
 
 
-def judge(backend, mnist=None, path=None, progress=None):
+def judge(backend, mnist=None, path=None, progress=None, epochs=None):
     """The judge at `path` (default_path()), trained on `mnist` and saved there first if it is not there.
 
     mnist: (x_train, y_train, x_test, y_test), host floats in [0, 1] and integer
-    labels; needed only when the judge is trained. Returns (params, config, meta).
+    labels; needed only when the judge is trained. epochs: how long a judge
+    trained here trains (default EPOCHS); a judge loaded from `path` must have
+    trained that long when epochs is given. Returns (params, config, meta).
     """
     path = Path(path) if path is not None else default_path()
     if path.is_file():
-        return load_judge(path, backend)
+        loaded = load_judge(path, backend)
+        trained = (loaded[2].get("train_config") or {}).get("epochs")
+        if epochs is not None and trained != epochs:
+            raise InputError(f"the judge at {path} trained for {trained} epochs, not {epochs}: pass another "
+                             f"path (a judge is trained there), or {trained} epochs")
+        return loaded
     if mnist is None:
         raise InputError(f"no judge at {path}, and no MNIST to train one on")
-    return train_judge(*mnist, backend, path.parent, progress=progress)
+    return train_judge(*mnist, backend, path.parent, epochs=epochs or EPOCHS, progress=progress)
 
 
 # ---------------------------------------------------------------------------
