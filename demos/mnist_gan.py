@@ -63,9 +63,9 @@ def build_parser():
                         "transposed convs, D its mirror; conv: the Keras example's conv decoder as G and its "
                         "conv encoder as D; default %(default)s")
     p.add_argument("--init", choices=INITS, default=None,
-                   help="how the weights start (tinyvae/core/vae.py init_params); default: glorot_he for mlp, "
-                        "pytorch for the conv GANs (with glorot_he their G's sigmoid goes blank in the first "
-                        "epoch: docs/gan.md)")
+                   help="how the weights start (tinyvae/core/vae.py init_params); default: pytorch for "
+                        "dcgan (with glorot_he and no batch norm its G's pixels go blank in the first epoch: "
+                        "docs/gan.md), glorot_he for mlp and conv")
     p.add_argument("--no-batch-norm", action="store_true",
                    help="dcgan only: G without its BatchNorm layers (the ReLUs on the Dense and the first "
                         "transposed conv)")
@@ -107,7 +107,8 @@ def configs_from_args(args):
         G, D = ((dcgan_generator(batch_norm=not args.no_batch_norm),
                  dcgan_discriminator(activation=args.dis_activation)) if args.arch == "dcgan" else
                 (keras_conv_decoder(), critic(keras_conv_encoder(L), args.dis_activation)))
-        config = GANConfig(input_dim=784, latent_dim=L, generator=G, discriminator=D, init=args.init or "pytorch",
+        init = args.init or ("pytorch" if args.arch == "dcgan" else "glorot_he")
+        config = GANConfig(input_dim=784, latent_dim=L, generator=G, discriminator=D, init=init,
                            dis_activation=args.dis_activation, real_label=args.real_label, pack=args.pack)
     else:
         config = GANConfig(input_dim=784, latent_dim=L, dis_hidden=tuple(args.hidden),

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import BACKENDS, make
 from tinyvae.core import gan, vae
-from tinyvae.core.nets import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Reshape
+from tinyvae.core.batch_norm import BatchNorm
+from tinyvae.core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 from tinyvae.errors import InputError
 from tinyvae.gradcheck import check_model_gradients, max_error
 
@@ -425,12 +426,12 @@ def test_the_dcgan_demo_trains_g_with_batch_norm_and_resumes_exactly(tmp_path, d
 
 
 def test_the_judges_demo_scores_the_same_samples_with_each_judge(tmp_path, demos, capsys):
-    """demos/mnist_judges.py: each judge trained for its epochs and kept; the same samples and the test images
+    """demos/judges.py: each judge trained for its epochs and kept; the same samples and the test images
     scored by each; a kept judge of other epochs refused in one line; the run's folder left as it was."""
     import json
     from conftest import load_script, one_line
     gan_demo, _ = demos
-    judges = load_script(ROOT / "demos" / "mnist_judges.py")
+    judges = load_script(ROOT / "demos" / "judges.py")
     run = tmp_path / "gan"
     assert gan_demo.main([*UNJUDGED, "--epochs", "1", "--out", str(run)]) == 0
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}

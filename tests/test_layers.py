@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from conftest import BACKENDS, make, put
-from tinyvae.core import layers
+from tinyvae.core import batch_norm, layers
 from tinyvae.gradcheck import check_backward, max_error
 
 TOL = 1e-6
@@ -175,7 +175,7 @@ def bn_inputs(be, data, shape):
 def test_batch_norm_backward(name, data, shape):
     be = make(name)
     x, gamma, beta = bn_inputs(be, data, shape)
-    errors = check_backward(layers.batch_norm_forward, layers.batch_norm_backward, [x, gamma, beta])
+    errors = check_backward(batch_norm.batch_norm_forward, batch_norm.batch_norm_backward, [x, gamma, beta])
     assert max_error(errors) < TOL, errors
 
 
@@ -186,7 +186,7 @@ def test_batch_norm_forward_is_its_definition(name, shape):
     be = make(name)
     rng = np.random.default_rng(2)
     x, gamma, beta = (rng.normal(3.0, 2.0, shape), rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1]))
-    y, _ = layers.batch_norm_forward(put(be, x), put(be, gamma), put(be, beta))
+    y, _ = batch_norm.batch_norm_forward(put(be, x), put(be, gamma), put(be, beta))
     rows = x.reshape(-1, shape[-1])                                      # every value of a channel in a column
     want = gamma * (rows - rows.mean(0)) / np.sqrt(rows.var(0) + 1e-5) + beta
     np.testing.assert_allclose(be.to_numpy(y).reshape(-1, shape[-1]), want, rtol=1e-12, atol=1e-12)
@@ -209,8 +209,8 @@ def test_the_batch_norm_check_catches_a_planted_bug(old, new):
     rng = np.random.default_rng(3)
     inputs = [put(be, rng.normal(1.0, 2.0, (4, 2, 2, 3))), put(be, rng.standard_normal(3)),
               put(be, rng.standard_normal(3))]
-    assert max_error(check_backward(layers.batch_norm_forward, layers.batch_norm_backward, inputs)) < TOL
-    bad = mutant(layers, old, new)
+    assert max_error(check_backward(batch_norm.batch_norm_forward, batch_norm.batch_norm_backward, inputs)) < TOL
+    bad = mutant(batch_norm, old, new)
     error = max_error(check_backward(bad.batch_norm_forward, bad.batch_norm_backward, inputs))
     assert error > 1e-2, error
 

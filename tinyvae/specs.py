@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from .checks import layer_from_dict, layer_to_dict, output_shape  # noqa: F401  the records, read by the rules
-from .core.nets import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Reshape
+from .core.batch_norm import BatchNorm
+from .core.nets import Conv, ConvTranspose, Dense, Flatten, Reshape
 
 
 def summary(layers, in_shape, name="network") -> str:

@@ -7,6 +7,6 @@ Read in this order; each module imports only the ones before it:
     nets.py           layer specs and the two passes over a network
     vae.py            VAEConfig, init_params, neg_elbo_forward / _backward, loss_and_grads
     optim.py          SGD and Adam
-Side reads, same rules: conv, ae, m2, sparse, estimators, gan, classifier. Nothing here checks its
+Side reads, same rules: conv, batch_norm, ae, m2, sparse, estimators, gan, classifier. Nothing here checks its
 arguments (tinyvae/checks.py and api.py do) or touches a file. docs/package.md
 """

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..checks import Checked, Fixed, Int, Layers, OneOf, Real, Sizes, output_shape, run_rules
+from .batch_norm import BatchNorm  # noqa: F401  G's layer kind: imported, so a GAN record can name it
 from .layers import ACTIVATIONS, sigmoid, sigmoid_backward, sigmoid_forward, softplus
 from .nets import Dense, mlp, net_backward, net_forward
 from .vae import INITS

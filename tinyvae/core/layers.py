@@ -182,38 +182,6 @@ def log_softmax_backward(dlog_pi, cache):
     return dlog_pi - pi * xp.sum(dlog_pi, axis=1, keepdims=True)
 
 
-def batch_norm_forward(x, gamma, beta, eps=1e-5):
-    """Batch normalisation (Ioffe and Szegedy 2015), with the statistics of this batch:
-    y = gamma * xhat + beta, xhat = (x - mu) / sqrt(var + eps), mu and var (biased) per channel over
-    every axis but the last (the batch, and the image's rows and columns for a conv's output).
-
-    Shapes: x (N, C) or (N, H, W, C), gamma (C,), beta (C,) -> y like x.
-    Derivation: docs/gradients.md#batch-normalisation
-    """
-    xp = namespace_of(x)
-    axes = tuple(range(x.ndim - 1))                          # all but the channels
-    mu = xp.mean(x, axis=axes)                               # (C,)
-    xc = x - mu                                              # like x
-    inv = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=axes) + eps)   # (C,), 1 / sqrt(var + eps)
-    xhat = xc * inv                                          # like x
-    return gamma * xhat + beta, (xhat, gamma, inv)
-
-
-def batch_norm_backward(dy, cache):
-    """dxhat = dy gamma;  dx = inv (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),  the means per
-    channel as in the forward (mu and var depend on every x of the channel: the last two terms);
-    dgamma = sum dy xhat,  dbeta = sum dy.
-
-    Shapes: dy like x -> dx like x, dgamma (C,), dbeta (C,). Derivation: docs/gradients.md#batch-normalisation
-    """
-    xhat, gamma, inv = cache
-    xp = namespace_of(dy)
-    axes = tuple(range(dy.ndim - 1))
-    dxhat = dy * gamma                                                     # like x
-    dx = inv * (dxhat - xp.mean(dxhat, axis=axes) - xhat * xp.mean(dxhat * xhat, axis=axes))
-    return dx, xp.sum(dy * xhat, axis=axes), xp.sum(dy, axis=axes)
-
-
 def one_hot(labels, n_classes, like):
     """Integer labels (N,) -> one-hot rows (N, K) in the dtype and on the device of `like`.
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from ..checks import Checked, Int, OneOf, Sizes
 from ..fast import conv as fast_conv
-from .layers import (ACTIVATIONS, affine_backward, affine_forward, batch_norm_backward, batch_norm_forward,
-                     reshape_backward, reshape_forward)
+from .layers import ACTIVATIONS, affine_backward, affine_forward, reshape_backward, reshape_forward
 
 
 class _Linear:
@@ -93,34 +92,6 @@ class ConvTranspose(Conv):
         h, w, c = in_shape
         k, s = self.kernel, self.stride
         return {"W": (k, k, self.filters, c), "b": (self.filters,)}, (h * s, w * s, self.filters)
-
-
-@dataclass(frozen=True)
-class BatchNorm(Checked):
-    """x (N, C) or (N, H, W, C) -> act(gamma * (x - mu) / sqrt(var + eps) + beta), the same shape; mu and var
-    per channel from this batch, at sampling too (no running averages). Params: gamma (C,) from 1, beta (C,) from 0.
-
-    Put it after a linear Dense or Conv, moving the activation here: Dense(H), BatchNorm("relu").
-    """
-
-    activation: str = "linear"
-    PARAMS, KIND = ("gamma", "beta"), "batch_norm"
-    RULES = dict(activation=OneOf(ACTIVATIONS))
-    LABEL = "{cls} {field}"
-
-    def shapes(self, in_shape):
-        return {"gamma": (in_shape[-1],), "beta": (in_shape[-1],)}, tuple(in_shape)
-
-    def forward(self, p, x):
-        y, bn_cache = batch_norm_forward(x, p["gamma"], p["beta"])
-        y, act_cache = ACTIVATIONS[self.activation][0](y)
-        return y, (bn_cache, act_cache)
-
-    def backward(self, dy, cache, need_dx=True):
-        bn_cache, act_cache = cache
-        dy = ACTIVATIONS[self.activation][1](dy, act_cache)
-        dx, dgamma, dbeta = batch_norm_backward(dy, bn_cache)
-        return dx, {"gamma": dgamma, "beta": dbeta}
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,6 @@ def param_shapes(config) -> dict:
 
 def init_params(config, backend) -> dict:
     """Initial parameters, drawn from the backend's generator, layer by layer, W then b.
-    A BatchNorm layer's gamma starts at 1 and beta at 0.
 
     fan_in = prod(W.shape[:-1]), fan_out = prod(W.shape[:-2]) * W.shape[-1], as PyTorch and Keras count.
     'glorot_he': b = 0, W normal of variance 2 / fan_in before ReLU-like activations, else 2 / (fan_in + fan_out).
@@ -96,10 +95,8 @@ def init_params(config, backend) -> dict:
     params = {}
     for name, shape in shapes.items():
         layer, kind = name.rsplit(".", 1)
-        if name == "dec.logvar":
-            params[name] = backend.zeros(shape)
-        if kind in ("gamma", "beta"):                  # a BatchNorm's scale and shift: 1 and 0
-            params[name] = backend.zeros(shape) + (1.0 if kind == "gamma" else 0.0)
+        if name == "dec.logvar" or kind in ("gamma", "beta"):   # log sigma^2 0; a BatchNorm's scale 1, shift 0
+            params[name] = backend.zeros(shape) + float(kind == "gamma")
         if kind != "W":
             continue                                   # b is drawn with its W, just below
         fan_in, fan_out = math.prod(shape[:-1]), math.prod(shape[:-2]) * shape[-1]

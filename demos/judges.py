@@ -1,7 +1,7 @@
 """How much a classifier score depends on the judge: the same samples scored by judges that trained
 for different numbers of epochs.
 
-    python demos/mnist_judges.py --runs runs/gan-dcgan runs/gan --judge-epochs 3 10 --out runs/judges
+    python demos/judges.py --runs runs/gan-dcgan runs/gan --judge-epochs 3 10 --out runs/judges
 
 Each judge is tinyvae's MNIST classifier (the network of tinyvae/judge.py)
 trained for E epochs on the training images, kept as --out/judge-E/checkpoint.npz
@@ -34,7 +34,7 @@ from tinyvae.gan_train import load_gan
 
 
 def build_parser():
-    p = one_line_parser("demos/mnist_judges.py", "Score the same GAN samples (and the MNIST test images) with "
+    p = one_line_parser("demos/judges.py", "Score the same GAN samples (and the MNIST test images) with "
                         "judges trained for different numbers of epochs.")
     p.add_argument("--runs", type=Path, nargs="+", required=True, metavar="DIR",
                    help="folders of GAN runs (demos/mnist_gan.py, or demos/mnist_compare.py's, whose gan/ is read)")
@@ -77,7 +77,7 @@ def run(args) -> int:
     head = " | ".join(f"judge {e} epochs ({a:.2%} right): score, Frechet, rarest" for e, a in judges.items())
     print(f"| images | {head} |\n|---|" + "---|" * len(judges))
     for name, by_judge in table.items():
-        cells = " | ".join(f"{r['classifier_score']:.2f}, {r['frechet']:.2f}, {r['rarest_digit']:.1%}"
+        cells = " | ".join(f"{r['classifier_score']:.2f}, {max(r['frechet'], 0.0):.2f}, {r['rarest_digit']:.1%}"
                            for r in by_judge.values())
         print(f"| {name} | {cells} |")
     write_json(out / METRICS_FILE, {"samples": args.samples, "judge_test_accuracy": judges,
