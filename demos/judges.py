@@ -21,15 +21,12 @@ from pathlib import Path
 
 # common first: it puts this checkout's tinyvae first on sys.path (demos/common.py)
 from common import claim_out, main_wrapper, mnist, one_line_parser, flag, out_dir, saved_checkpoint, say_wrote
-from mnist_gan import STREAM_SAMPLES, judged_row
-
-import numpy as np
+from mnist_gan import judged_row, judged_samples
 
 from tinyvae import judge as J
 from tinyvae.backend import get_backend
 from tinyvae.checkpoint import METRICS_FILE, write_json
 from tinyvae.checks import Int
-from tinyvae.core.gan import generate
 from tinyvae.gan_train import load_gan
 
 
@@ -50,22 +47,15 @@ def build_parser():
     return p
 
 
-def samples(path: Path, n: int, backend) -> np.ndarray:
-    """n images (n, 784) host of the GAN saved at path, from the z mnist_gan.py judges its samples on."""
-    params, config, _ = load_gan(path, backend)
-    backend.reseed(STREAM_SAMPLES)
-    return np.concatenate([backend.to_numpy(generate(params, backend.normal((min(1000, n - s), config.latent_dim)),
-                                                     config)) for s in range(0, n, 1000)])
-
-
 def run(args) -> int:
     args.limit = None                                       # what common.mnist reads: every image
     backend = get_backend(args.backend, seed=0)            # the judges' seed, as the demos' judge
     paths = [saved_checkpoint(run, "gan") for run in args.runs]  # every run found before anything is trained
     out = claim_out(args, args.out, (METRICS_FILE,))
     data = mnist(args)
-    rows = {"MNIST test images": data[2], **{str(run): samples(p, args.samples, backend)
-                                              for run, p in zip(args.runs, paths)}}
+    rows = {"MNIST test images": data[2]}
+    for run, path in zip(args.runs, paths):                 # each run's samples, drawn as mnist_gan.py judges them
+        rows[str(run)] = judged_samples(*load_gan(path, backend)[:2], args.samples, backend)
     judges, table = {}, {name: {} for name in rows}
     for epochs in dict.fromkeys(args.judge_epochs):
         params, config, meta = judge = J.judge(backend, data, out / f"judge-{epochs}" / "checkpoint.npz",

@@ -93,7 +93,7 @@ def build_parser():
 @from_flags
 def configs_from_args(args):
     """(GANConfig, GANTrainConfig) from the flags: D mirrors the VAE's encoder, G its decoder."""
-    L = args.latent_dim
+    L, init = args.latent_dim, args.init or ("pytorch" if args.arch == "dcgan" else "glorot_he")
     if args.no_batch_norm and args.arch != "dcgan":
         raise InputError(f"--no-batch-norm takes the batch norm out of --arch dcgan's G, and --arch {args.arch}'s "
                          "G has none: drop it, or pass --arch dcgan")
@@ -107,14 +107,13 @@ def configs_from_args(args):
         G, D = ((dcgan_generator(batch_norm=not args.no_batch_norm),
                  dcgan_discriminator(activation=args.dis_activation)) if args.arch == "dcgan" else
                 (keras_conv_decoder(), critic(keras_conv_encoder(L), args.dis_activation)))
-        init = args.init or ("pytorch" if args.arch == "dcgan" else "glorot_he")
         config = GANConfig(input_dim=784, latent_dim=L, generator=G, discriminator=D, init=init,
                            dis_activation=args.dis_activation, real_label=args.real_label, pack=args.pack)
     else:
         config = GANConfig(input_dim=784, latent_dim=L, dis_hidden=tuple(args.hidden),
                            gen_hidden=tuple(args.gen_hidden or reversed(args.hidden)),
                            gen_activation=args.gen_activation, dis_activation=args.dis_activation,
-                           init=args.init or "glorot_he", real_label=args.real_label, pack=args.pack)
+                           init=init, real_label=args.real_label, pack=args.pack)
     return config, GANTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta1=args.beta1,
                                   seed=args.seed)
 
@@ -151,13 +150,17 @@ def judged_row(images, judge, test_features, backend) -> dict:
             "kl_uniform": hist["kl_uniform"], "label_shares": hist["shares"]}
 
 
-def judge_samples(args, params, config, backend, data, out) -> dict:
-    """Score args.judge_samples samples (z from STREAM_SAMPLES, 1000 at a time) with the judge; print it
-    and write it to judged.json."""
-    n, judge = args.judge_samples, J.judge(backend, data, args.judge)
+def judged_samples(params, config, n, backend) -> np.ndarray:
+    """The n samples (n, 784) host that the judge scores: z from STREAM_SAMPLES, 1000 at a time."""
     backend.reseed(STREAM_SAMPLES)
-    images = np.concatenate([backend.to_numpy(generate(params, backend.normal((min(1000, n - s), config.latent_dim)),
-                                                       config)) for s in range(0, n, 1000)])
+    return np.concatenate([backend.to_numpy(generate(params, backend.normal((min(1000, n - s), config.latent_dim)),
+                                                     config)) for s in range(0, n, 1000)])
+
+
+def judge_samples(args, params, config, backend, data, out) -> dict:
+    """Score args.judge_samples samples (judged_samples) with the judge; print it and write it to judged.json."""
+    n, judge = args.judge_samples, J.judge(backend, data, args.judge)
+    images = judged_samples(params, config, n, backend)
     row = judged_row(images, judge, J.features(judge[0], judge[1], data[2], backend), backend)
     print(f"judged on {n} samples: classifier score {row['classifier_score']:.2f}, Frechet distance "
           f"{row['frechet']:.2f}, rarest digit {row['rarest_digit']:.1%} (digit {int(np.argmin(row['label_shares']))}"

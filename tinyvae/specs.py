@@ -48,13 +48,9 @@ def dcgan_generator(width=32, kernel=4, batch_norm=True, image=(28, 28, 1)):
     """A small DCGAN generator (Radford et al. 2016), ending in logits: z -> 7x7x(2 width) ->
     14x14xwidth -> 28x28x1, each upsampling a stride-2 transposed conv; batch norm before each ReLU."""
     h, w, c = image
-    if batch_norm:
-        hidden = (Dense((h // 4) * (w // 4) * 2 * width), BatchNorm("relu"), Reshape((h // 4, w // 4, 2 * width)),
-                  ConvTranspose(width, kernel, 2), BatchNorm("relu"))
-    else:
-        hidden = (Dense((h // 4) * (w // 4) * 2 * width, "relu"), Reshape((h // 4, w // 4, 2 * width)),
-                  ConvTranspose(width, kernel, 2, "relu"))
-    return hidden + (ConvTranspose(c, kernel, 2), Flatten())
+    act, relu = ("linear", (BatchNorm("relu"),)) if batch_norm else ("relu", ())   # the ReLU after the norm, or in
+    return (Dense((h // 4) * (w // 4) * 2 * width, act), *relu, Reshape((h // 4, w // 4, 2 * width)),
+            ConvTranspose(width, kernel, 2, act), *relu, ConvTranspose(c, kernel, 2), Flatten())
 
 
 def dcgan_discriminator(width=32, kernel=4, activation="leaky_relu_0.2", image=(28, 28, 1)):
